@@ -1,0 +1,5 @@
+import sys
+
+from nervana_lstm.cli import main
+
+sys.exit(main())
