@@ -1,0 +1,19 @@
+"""OpenVINO export: convert fused torch RNN modules, compile them with a pinned precision."""
+
+from export.convert import (
+    PRECISIONS,
+    compile_rnn,
+    convert_rnn,
+    precision_supported,
+    runtime_layers,
+    runtime_summary,
+)
+
+__all__ = [
+    "PRECISIONS",
+    "compile_rnn",
+    "convert_rnn",
+    "precision_supported",
+    "runtime_layers",
+    "runtime_summary",
+]

@@ -1,0 +1,183 @@
+"""Convert a fused torch RNN module to an OpenVINO model; compile it with a pinned precision.
+
+``ov.convert_model`` turns ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` into
+``LSTMSequence`` / ``GRUSequence`` / ``RNNSequence`` and reorders the gates
+itself (torch i,f,g,o -> OpenVINO f,i,c,o). Two facts shape this module:
+
+* The CPU plugin runs **bf16 by default** on CPUs with AVX512_BF16 or AMX, so a
+  caller that wants fp32 numbers must say so: :func:`compile_rnn` always sets
+  ``INFERENCE_PRECISION_HINT`` explicitly.
+* What actually ran is only visible in the compiled model's runtime graph:
+  :func:`runtime_layers` reads each executed op's ``layerType`` and
+  ``runtimePrecision`` so a report can prove it.
+
+Tensors are named ``x`` (input, ``(T, N, F)`` or ``(N, T, F)`` with
+``batch_first``), ``y`` (per-step output) and ``h_n`` (+ ``c_n`` for LSTMs).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nervana_lstm.errors import UsageError
+
+if TYPE_CHECKING:  # imported lazily at run time
+    import openvino as ov
+    import torch
+
+__all__ = [
+    "PRECISIONS",
+    "compile_rnn",
+    "convert_rnn",
+    "precision_supported",
+    "runtime_layers",
+    "runtime_summary",
+]
+
+#: precision name -> the ``INFERENCE_PRECISION_HINT`` value the CPU plugin takes
+PRECISIONS: dict[str, str] = {"f32": "f32", "bf16": "bf16"}
+
+
+def _flat_outputs_module(module: torch.nn.Module) -> torch.nn.Module:
+    """Wrap ``module`` so it returns a flat tuple ``(y, h_n[, c_n])`` for tracing."""
+    import torch
+
+    class FlatOutputs(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out, state = self.inner(x)
+            if isinstance(state, tuple):  # LSTM: (h_n, c_n)
+                return (out, *state)
+            return out, state
+
+    return FlatOutputs(module)
+
+
+def convert_rnn(
+    module: torch.nn.Module,
+    input_size: int | None = None,
+    *,
+    batch_first: bool | None = None,
+    example_steps: int = 3,
+    example_batch: int = 2,
+) -> ov.Model:
+    """Convert a recurrent module whose ``forward(x)`` returns ``(y, state)`` to an ``ov.Model``.
+
+    Args:
+        module: an ``nn.LSTM``/``nn.GRU``/``nn.RNN``, or a toolkit module built by
+            ``make_rnn(kind, "fused", ...)`` (its inner ``.module`` is converted, so the
+            result holds a single ``*Sequence`` op). The module is put in eval mode.
+        input_size: features per step; read from the module when omitted.
+        batch_first: layout of ``x``; read from the module when omitted.
+        example_steps, example_batch: size of the example used for tracing.
+
+    Returns:
+        A model with one input ``x`` of shape ``[-1, -1, F]`` (steps and batch
+        dynamic) and outputs ``y``, ``h_n`` and, for an LSTM, ``c_n``.
+
+    Raises:
+        UsageError: the module's input size cannot be found, or conversion fails.
+    """
+    import openvino as ov
+    import torch
+
+    inner = getattr(module, "module", module)
+    if not isinstance(inner, torch.nn.RNNBase):
+        inner = module
+    size = input_size if input_size is not None else getattr(inner, "input_size", None)
+    if size is None:
+        raise UsageError("convert_rnn needs input_size: the module has no input_size attribute")
+    first = batch_first if batch_first is not None else bool(getattr(inner, "batch_first", False))
+    inner = inner.eval()
+    dims = (example_batch, example_steps) if first else (example_steps, example_batch)
+    example = torch.zeros(*dims, int(size))
+    try:
+        with torch.no_grad():
+            model = ov.convert_model(
+                _flat_outputs_module(inner),
+                example_input=example,
+                input=[ov.PartialShape([-1, -1, int(size)])],
+            )
+    except Exception as exc:  # conversion errors come from several frontends
+        raise UsageError(f"OpenVINO could not convert {type(inner).__name__}: {exc}") from exc
+    model.inputs[0].get_tensor().set_names({"x"})
+    names = ["y", "h_n", "c_n"]
+    for port, name in zip(model.outputs, names, strict=False):
+        port.get_tensor().set_names({name})
+    return model
+
+
+def precision_supported(precision: str, core: ov.Core | None = None) -> tuple[bool, str | None]:
+    """Whether the CPU plugin can run ``precision`` here; the reason when it cannot."""
+    import openvino as ov
+
+    if precision not in PRECISIONS:
+        raise UsageError(
+            f"unknown OpenVINO precision {precision!r}; expected one of: {', '.join(PRECISIONS)}"
+        )
+    if precision == "f32":
+        return True, None
+    caps = [str(c) for c in (core or ov.Core()).get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    if "BF16" not in caps:
+        return False, f"the OpenVINO CPU plugin reports no BF16 capability here ({caps})"
+    return True, None
+
+
+def compile_rnn(
+    model: ov.Model,
+    precision: str = "f32",
+    *,
+    threads: int | None = None,
+    core: ov.Core | None = None,
+    extra_config: dict[str, Any] | None = None,
+) -> ov.CompiledModel:
+    """Compile ``model`` on the CPU with ``INFERENCE_PRECISION_HINT`` pinned to ``precision``.
+
+    Args:
+        precision: ``"f32"`` or ``"bf16"``; always set, never left to the plugin's
+            default (bf16 on CPUs with AVX512_BF16/AMX).
+        threads: ``INFERENCE_NUM_THREADS``; the plugin's default when None.
+        extra_config: further CPU plugin properties (they may not override the precision).
+
+    Raises:
+        UsageError: unknown precision, or one this CPU cannot run.
+    """
+    import openvino as ov
+
+    core = core or ov.Core()
+    ok, why = precision_supported(precision, core)
+    if not ok:
+        raise UsageError(f"cannot compile for {precision}: {why}")
+    config: dict[str, Any] = dict(extra_config or {})
+    config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return core.compile_model(model, "CPU", config)
+
+
+def runtime_layers(compiled: ov.CompiledModel) -> list[dict[str, str]]:
+    """Each executed op of the compiled model: name, ``layerType`` and ``runtimePrecision``."""
+    layers = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        row = {"name": op.get_friendly_name()}
+        for key in ("layerType", "runtimePrecision"):
+            row[key] = str(info[key].astype(str)) if key in info else ""
+        layers.append(row)
+    return layers
+
+
+def runtime_summary(compiled: ov.CompiledModel, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """``layerType -> runtimePrecision`` of the compute ops (not inputs, outputs or ``skip``)."""
+    summary: dict[str, str] = {}
+    for row in runtime_layers(compiled):
+        kind = row["layerType"]
+        if kind in ("Input", "Output", "Parameter", "Result", *skip):
+            continue
+        summary.setdefault(kind, row["runtimePrecision"])
+        if row["runtimePrecision"] not in summary[kind].split("/"):
+            summary[kind] += "/" + row["runtimePrecision"]
+    return summary

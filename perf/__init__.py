@@ -1,0 +1,30 @@
+"""Benchmark harness: fused oneDNN RNN primitives against unfused versions, with proof of what ran.
+
+Modules, one job each:
+
+* :mod:`perf.flops`    FLOP formulas (full and DeepBench's recurrent-only count)
+* :mod:`perf.runner`   warm-up, repeats, median and spread, pinned threads
+* :mod:`perf.peak`     the GEMM peak measured in the same run
+* :mod:`perf.impls`    the named implementations, all built the same way
+* :mod:`perf.verbose`  ONEDNN_VERBOSE parsing and the subprocess rerun
+* :mod:`perf.suites`   the shape suites (quick, deepbench, a user YAML file)
+* :mod:`perf.harness`  runs a suite over implementations, modes, dtypes and threads
+* :mod:`perf.instances` K pinned processes for throughput runs
+* :mod:`perf.report`   results.json, report.md and the PNG charts
+* :mod:`perf.compare`  compares two results.json files and flags regressions
+
+Importing this package imports no torch; the modules do so where they need it.
+"""
+
+__all__ = [
+    "compare",
+    "flops",
+    "harness",
+    "impls",
+    "instances",
+    "peak",
+    "report",
+    "runner",
+    "suites",
+    "verbose",
+]
