@@ -21,6 +21,7 @@ import importlib
 import importlib.metadata
 import os
 import platform
+import re
 import sys
 import tempfile
 import warnings
@@ -148,15 +149,16 @@ def quiet_native_output() -> Iterator[list[str]]:
             captured.append(sink.read().decode("utf-8", "replace"))
 
 
-def import_ipex() -> ModuleType:
+def import_ipex(versions: Callable[[str], str | None] = dist_version) -> ModuleType:
     """Import ``intel_extension_for_pytorch`` after checking it cannot kill the process.
 
     Raises :class:`BackendUnavailable` with the reason when IPEX is missing,
-    mismatched with torch, or fails to import.
+    mismatched with torch, or fails to import. ``versions`` is as in
+    :func:`ipex_status`.
     """
-    if "intel_extension_for_pytorch" in sys.modules:
+    status = ipex_status(versions)
+    if status.available and "intel_extension_for_pytorch" in sys.modules:
         return sys.modules["intel_extension_for_pytorch"]
-    status = ipex_status()
     if not status.available:
         raise BackendUnavailable(f"IPEX is unavailable: {status.reason}")
     import torch  # noqa: F401  (IPEX must see torch already imported)
@@ -186,10 +188,13 @@ def _onednn_status() -> BackendStatus:
         return BackendStatus(
             "onednn", False, None, f"torch {torch_v} was built without oneDNN (mkldnn)"
         )
-    onednn_v = None
-    with contextlib.suppress(Exception):
-        onednn_v = ".".join(str(v) for v in torch._C._onednn_version())  # type: ignore[attr-defined]
-    return BackendStatus("onednn", True, onednn_v or f"torch {torch_v}", None)
+    return BackendStatus("onednn", True, _onednn_version(torch.__config__.show()), None)
+
+
+def _onednn_version(config_text: str) -> str | None:
+    """oneDNN's version from ``torch.__config__.show()`` (it still calls it MKL-DNN)."""
+    match = re.search(r"(?:MKL-DNN|oneDNN) v(\d+(?:\.\d+)*)", config_text)
+    return match.group(1) if match else None
 
 
 def _reference_status() -> BackendStatus:
@@ -202,9 +207,7 @@ def _reference_status() -> BackendStatus:
 def _openvino_status() -> BackendStatus:
     ov_v = dist_version("openvino")
     if ov_v is None:
-        return BackendStatus(
-            "openvino", False, None, "openvino is not installed; run `make venv`"
-        )
+        return BackendStatus("openvino", False, None, "openvino is not installed; run `make venv`")
     try:
         import openvino as ov
 

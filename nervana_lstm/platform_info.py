@@ -154,9 +154,10 @@ def _openvino_info() -> dict[str, Any]:
     caps = [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
     info["cpu_device"] = str(core.get_property("CPU", "FULL_DEVICE_NAME"))
     info["cpu_capabilities"] = caps
-    info["cpu_default_inference_precision"] = str(
-        core.get_property("CPU", "INFERENCE_PRECISION_HINT")
-    )
+    # an ov.Type; to_string() gives the short name ("bf16", "f32")
+    info["cpu_default_inference_precision"] = core.get_property(
+        "CPU", "INFERENCE_PRECISION_HINT"
+    ).to_string()
     return info
 
 

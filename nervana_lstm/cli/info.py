@@ -9,6 +9,13 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the stable JSON document")
+    parser.add_argument(
+        "--require",
+        metavar="BACKEND[,BACKEND]",
+        default="",
+        help="exit with status 2 and the reason unless these backends can run here "
+        "(ipex, onednn, reference, openvino)",
+    )
 
 
 def _yes(value: bool) -> str:
@@ -28,11 +35,13 @@ def format_info(info: dict[str, Any]) -> str:
     lines.append(
         f"torch     {torch_i['version']}  oneDNN available={_yes(torch_i['onednn_available'])} "
         f"enabled={_yes(torch_i['onednn_enabled'])}"
-        + (f" (oneDNN {torch_i['onednn_version']})" if torch_i.get("onednn_version") else "")
+        + (f"  oneDNN {torch_i['onednn_version']}" if torch_i.get("onednn_version") else "")
     )
     ipex = info["ipex"]
     lines.append(
-        f"IPEX      {ipex['version']} usable" if ipex["usable"] else f"IPEX      unavailable: {ipex['reason']}"
+        f"IPEX      {ipex['version']} usable"
+        if ipex["usable"]
+        else f"IPEX      unavailable: {ipex['reason']}"
     )
     if ov["usable"]:
         lines.append(
@@ -52,8 +61,11 @@ def format_info(info: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nervana_lstm.backends import require
     from nervana_lstm.platform_info import collect_info
 
+    for name in filter(None, (n.strip() for n in args.require.split(","))):
+        require(name)
     info = collect_info()
     print(json.dumps(info, indent=2, sort_keys=False) if args.json else format_info(info))
     return 0
