@@ -29,7 +29,10 @@ if ! command -v "$python" >/dev/null 2>&1; then
   echo "setup-venv: '$python' not found; install Python 3.11 or set PYTHON=/path/to/python3.11" >&2
   exit 2
 fi
-pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || {
+  echo "setup-venv: '$python' does not run; install Python 3.11 or set PYTHON=/path/to/python3.11" >&2
+  exit 2
+}
 if [ "$pyver" != "3.11" ]; then
   echo "setup-venv: need Python 3.11 (IPEX 2.8 wheels are cp311 here), '$python' is $pyver" >&2
   exit 2
