@@ -2,7 +2,7 @@
 
 A run is described by five sections::
 
-    task:   which data (adding, copy, charlm, sequence) and its options
+    task:   which data (adding, copy, charlm, files) and its options
     model:  recurrent kind and sizes, embedding, forget-gate bias
     optim:  optimizer, learning rate, schedule, gradient clipping
     train:  steps, batch, seed, accelerator, precision, logging, checkpoints
@@ -55,7 +55,7 @@ __all__ = [
     "yaml_scalar",
 ]
 
-TASK_NAMES = ("adding", "copy", "charlm", "sequence")
+TASK_NAMES = ("adding", "copy", "charlm", "files")
 ACCELS = ("auto", "ipex", "onednn", "reference")
 PRECISIONS = ("fp32", "bf16")
 
@@ -70,7 +70,7 @@ class _Section(BaseModel):
 class TaskConfig(_Section):
     """Which task to train on; ``options`` go to that task's constructor (lag T, files...)."""
 
-    name: Literal["adding", "copy", "charlm", "sequence"]
+    name: Literal["adding", "copy", "charlm", "files"]
     options: dict[str, OptionValue] = Field(default_factory=dict)
 
 

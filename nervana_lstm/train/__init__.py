@@ -1,0 +1,5 @@
+"""Training: the loop, checkpoints, several processes, and where the arithmetic runs."""
+
+from __future__ import annotations
+
+__all__ = ["accel", "checkpoint", "distributed", "loop", "report", "schedule", "signals"]

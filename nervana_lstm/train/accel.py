@@ -1,0 +1,166 @@
+"""Where the training arithmetic runs: backend and precision.
+
+Backends (``train.accel``)::
+
+    ipex       fused cells, then ipex.optimize(model, optimizer=opt, dtype=...)
+    onednn     fused cells on stock torch (nn.LSTM runs oneDNN's fused RNN primitive)
+    reference  the unfused cells (one matmul per gate, a Python loop over time)
+    auto       a short measurement at start: a few timed training steps of the actual
+               model on the actual batch shape for every available backend; the fastest wins
+
+Precision (``train.precision``): ``fp32``, or ``bf16`` = CPU autocast to bfloat16
+with fp32 master weights (the optimizer updates fp32 parameters; with IPEX,
+``ipex.optimize(dtype=torch.bfloat16)`` keeps the fp32 master copy itself).
+
+A backend asked for by name that cannot run here is a
+:class:`~nervana_lstm.errors.BackendUnavailable` error, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from nervana_lstm import backends
+from nervana_lstm.errors import UsageError
+
+__all__ = [
+    "TRAIN_BACKENDS",
+    "AccelChoice",
+    "apply_backend",
+    "autocast",
+    "available_backends",
+    "choose_backend",
+    "describe",
+    "impl_for",
+    "time_steps",
+]
+
+#: Backends that can train (openvino is inference only).
+TRAIN_BACKENDS: tuple[str, ...] = ("ipex", "onednn", "reference")
+
+
+@dataclass(frozen=True)
+class AccelChoice:
+    """The backend that will run, and why it was chosen."""
+
+    backend: str
+    reason: str
+    #: seconds per training step for each backend measured by ``auto`` (empty otherwise)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def impl_for(backend: str) -> str:
+    """Which cells implementation a backend trains: ``fused`` or ``reference``."""
+    return "reference" if backend == "reference" else "fused"
+
+
+def available_backends() -> list[str]:
+    """Training backends that can run here, judged without importing IPEX."""
+    return [b for b in TRAIN_BACKENDS if backends.backend_status(b).available]
+
+
+def describe(backend: str, kind: str) -> str:
+    """What actually executes the recurrence for ``backend`` and model ``kind``."""
+    if backend == "reference":
+        return f"unfused reference {kind} cells (per-step matmuls in Python)"
+    if backend == "onednn":
+        if kind == "lstm":
+            return "stock torch nn.LSTM -> oneDNN fused RNN primitive"
+        if kind in ("gru", "rnn"):
+            return (
+                f"stock torch nn.{kind.upper()} (ATen per-step kernels; "
+                "oneDNN fuses only LSTM in stock torch)"
+            )
+        return f"fused {kind} cells on stock torch"
+    version = backends.backend_status("ipex").version
+    if kind == "lstm":
+        return f"IPEX {version}: ipex.optimize, nn.LSTM swapped for torch_ipex::ipex_lstm"
+    return f"IPEX {version}: ipex.optimize (IPEX leaves {kind} recurrences to stock torch)"
+
+
+def autocast(precision: str) -> contextlib.AbstractContextManager[object]:
+    """bf16: CPU autocast (matmuls in bfloat16, weights stay fp32); fp32: nothing."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def apply_backend(
+    backend: str, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """Prepare ``model`` and ``optimizer`` for ``backend``; IPEX returns optimized copies."""
+    if backend == "ipex":
+        ipex = backends.import_ipex()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        model.train()
+        with backends.quiet_native_output():
+            model, optimizer = ipex.optimize(model, optimizer=optimizer, dtype=dtype)
+    elif backend == "onednn" and not torch.backends.mkldnn.enabled:
+        # someone switched oneDNN off in this process; the named backend needs it
+        torch.backends.mkldnn.enabled = True
+    return model, optimizer
+
+
+def time_steps(step: Callable[[], None], warmup: int = 2, repeats: int = 3) -> float:
+    """Median wall time of ``step`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@contextlib.contextmanager
+def _rng_kept() -> Iterator[None]:
+    # The measurement must not change what the real run draws (dropout masks).
+    state = torch.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(state)
+
+
+def choose_backend(
+    requested: str,
+    measure: Callable[[str], float] | None = None,
+    candidates: list[str] | None = None,
+) -> AccelChoice:
+    """Resolve ``train.accel`` to one backend.
+
+    ``measure(backend)`` returns seconds per training step of the real model on
+    the real batch shape; ``auto`` calls it once per available backend.
+    """
+    if requested != "auto":
+        if requested not in TRAIN_BACKENDS:
+            raise UsageError(
+                f"train.accel: unknown backend {requested!r}; expected one of auto, "
+                + ", ".join(TRAIN_BACKENDS)
+            )
+        backends.require(requested)
+        return AccelChoice(requested, "asked for by train.accel")
+    pool = candidates if candidates is not None else available_backends()
+    if not pool:
+        raise UsageError("train.accel=auto: no training backend can run here")
+    if measure is None or len(pool) == 1:
+        return AccelChoice(pool[0], f"the only available backend among {', '.join(pool)}")
+    timings: dict[str, float] = {}
+    with _rng_kept():
+        for name in pool:
+            timings[name] = measure(name)
+    best = min(timings, key=timings.__getitem__)
+    ranked = ", ".join(
+        f"{n} {timings[n] * 1e3:.1f} ms" for n in sorted(timings, key=timings.__getitem__)
+    )
+    missing = [b for b in TRAIN_BACKENDS if b not in pool]
+    note = f"; not measured: {', '.join(missing)} (unavailable)" if missing else ""
+    return AccelChoice(best, f"fastest measured training step: {ranked}{note}", timings)
