@@ -1,0 +1,262 @@
+"""Readers for users' sequence files: long-format CSV and NPZ.
+
+**CSV** (UTF-8, a header row, one row per time step)::
+
+    sequence_id,t,<feature>,<feature>,...,target
+    walk-1,0,0.12,3.4,up
+    walk-1,1,0.15,3.1,
+    walk-2,0,...
+
+- ``sequence_id``: any text; rows of one sequence need not be adjacent.
+- ``t``: a number that orders the steps of a sequence; no repeats within a sequence.
+- every other column except ``target`` is a numeric feature, in header order.
+- ``target``: the sequence's label (classification, any text) or value (regression, a
+  number). Rows may leave it empty, but the non-empty ones of a sequence must agree.
+
+**NPZ** (``numpy.savez``), with ``y`` holding one label or value row per sequence and ``x``
+in one of three layouts:
+
+- padded: ``x`` of shape (N, T, F) and optional ``lengths`` (N,), default all T;
+- flat: ``x`` of shape (sum of lengths, F), the sequences one after another, with
+  ``lengths`` (N,) required;
+- ragged: ``x`` an object array of N arrays of shape (T_i, F) or (T_i,). NumPy stores
+  these with pickle, which can run code hidden in the file, so they load only with
+  ``allow_pickle=True``, for files you trust.
+
+``y``: (N,) integer or string labels for classification; (N,) or (N, O) numbers for
+regression. Every problem is reported as a UsageError naming the file, and the row
+or column at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import zipfile
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Literal
+
+import numpy as np
+import torch
+
+from nervana_lstm.errors import UsageError
+
+__all__ = ["SequenceFile", "read_csv", "read_npz", "read_sequences"]
+
+Kind = Literal["classify", "regress"]
+ID, TIME, TARGET = "sequence_id", "t", "target"
+
+
+@dataclass
+class SequenceFile:
+    """What a file held: sequences of feature rows, and one target per sequence."""
+
+    seqs: list[torch.Tensor]  # each (T_i, F) float32
+    labels: list[object] | None  # classification: one label per sequence
+    values: torch.Tensor | None  # regression: (N, O) float32
+    feature_names: list[str]
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{where}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{where}: {text!r} is not a finite number")
+    return value
+
+
+def read_csv(path: str, kind: Kind) -> SequenceFile:
+    """Read a long-format CSV (layout in the module docstring)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    if not rows:
+        raise UsageError(f"{path}: empty file; expected a header row '{ID},{TIME},...,{TARGET}'")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in (ID, TIME, TARGET) if c not in header]
+    if missing:
+        raise UsageError(
+            f"{path}: missing column(s) {', '.join(missing)}; the header is {header}, "
+            f"expected '{ID}', '{TIME}', feature columns and '{TARGET}'"
+        )
+    if len(set(header)) != len(header):
+        raise UsageError(f"{path}: repeated column names in the header {header}")
+    features = [h for h in header if h not in (ID, TIME, TARGET)]
+    if not features:
+        raise UsageError(f"{path}: no feature columns besides {ID}, {TIME} and {TARGET}")
+    col = {h: i for i, h in enumerate(header)}
+    steps: dict[str, list[tuple[float, list[float], int]]] = {}
+    targets: dict[str, tuple[str, int]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue  # blank line
+        if len(row) != len(header):
+            raise UsageError(f"{path}:{line}: {len(row)} fields, expected {len(header)}")
+        sid = row[col[ID]].strip()
+        t = _number(row[col[TIME]], f"{path}:{line}, column '{TIME}'")
+        x = [_number(row[col[c]], f"{path}:{line}, column '{c}'") for c in features]
+        steps.setdefault(sid, []).append((t, x, line))
+        target = row[col[TARGET]].strip()
+        if target:
+            if kind == "regress":
+                _number(target, f"{path}:{line}, column '{TARGET}'")
+            seen = targets.setdefault(sid, (target, line))
+            if seen[0] != target:
+                raise UsageError(
+                    f"{path}:{line}: sequence {sid!r} has target {target!r} here but "
+                    f"{seen[0]!r} on line {seen[1]}; one target per sequence"
+                )
+    if not steps:
+        raise UsageError(f"{path}: no data rows after the header")
+    seqs, raw = [], []
+    for sid, sequence in steps.items():
+        if sid not in targets:
+            raise UsageError(f"{path}: sequence {sid!r} has no '{TARGET}' value on any row")
+        sequence.sort(key=lambda s: s[0])
+        for a, b in pairwise(sequence):
+            if a[0] == b[0]:
+                raise UsageError(
+                    f"{path}:{b[2]}: sequence {sid!r} repeats t={b[0]:g} (also on line {a[2]})"
+                )
+        seqs.append(torch.tensor([s[1] for s in sequence], dtype=torch.float32))
+        raw.append(targets[sid][0])
+    if kind == "regress":
+        values = torch.tensor([[float(v)] for v in raw], dtype=torch.float32)
+        return SequenceFile(seqs, None, values, features)
+    labels: list[object] = raw
+    if all(_is_int(v) for v in raw):
+        labels = [int(v) for v in raw]
+    return SequenceFile(seqs, labels, None, features)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _numeric(array: np.ndarray, path: str, name: str) -> np.ndarray:
+    if array.dtype.kind not in "biuf":
+        raise UsageError(f"{path}: array '{name}' must be numeric, got dtype {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0].tolist()
+        raise UsageError(f"{path}: array '{name}' has a NaN or infinite value at index {bad}")
+    return array
+
+
+def _lengths(arrays: dict, path: str, n: int, limit: int | None) -> np.ndarray:
+    lengths = _numeric(np.asarray(arrays["lengths"]), path, "lengths")
+    if lengths.shape != (n,) or lengths.dtype.kind not in "iu":
+        raise UsageError(
+            f"{path}: 'lengths' must be {n} integers (one per sequence), "
+            f"got shape {lengths.shape} dtype {lengths.dtype}"
+        )
+    if n and (lengths.min() < 1 or (limit is not None and lengths.max() > limit)):
+        bound = f"1..{limit}" if limit is not None else ">= 1"
+        raise UsageError(
+            f"{path}: 'lengths' must be in {bound}, got {lengths.min()}..{lengths.max()}"
+        )
+    return lengths.astype(np.int64)
+
+
+def _sequences(arrays: dict, path: str, allow_pickle: bool) -> list[np.ndarray]:
+    try:
+        x = arrays["x"]
+    except ValueError:  # numpy refuses object arrays without allow_pickle
+        raise UsageError(
+            f"{path}: 'x' is an object array, which NumPy can load only by unpickling "
+            "(that can run code from the file); save it padded (N, T, F) with 'lengths', "
+            "or flat (sum T, F) with 'lengths', or pass allow_pickle=true for a file you trust"
+        ) from None
+    if x.dtype == object:
+        if x.ndim != 1:
+            raise UsageError(f"{path}: an object array 'x' must be 1-D, got shape {x.shape}")
+        seqs = []
+        for i, s in enumerate(x):
+            s = _numeric(np.asarray(s), path, f"x[{i}]")
+            s = s[:, None] if s.ndim == 1 else s
+            if s.ndim != 2 or len(s) == 0:
+                raise UsageError(f"{path}: x[{i}] must be (T, F) with T >= 1, got shape {s.shape}")
+            seqs.append(s)
+        return seqs
+    x = _numeric(x, path, "x")
+    if x.ndim == 3:
+        lengths = (
+            _lengths(arrays, path, len(x), x.shape[1])
+            if "lengths" in arrays
+            else np.full(len(x), x.shape[1])
+        )
+        return [x[i, : lengths[i]] for i in range(len(x))]
+    if x.ndim == 2:
+        if "lengths" not in arrays:
+            raise UsageError(
+                f"{path}: a 2-D 'x' {x.shape} is read as sequences laid end to end and needs "
+                "'lengths'; for padded data give 'x' a feature axis: (N, T, F)"
+            )
+        lengths = _lengths(arrays, path, len(np.asarray(arrays["lengths"]).reshape(-1)), None)
+        if lengths.sum() != len(x):
+            raise UsageError(
+                f"{path}: 'lengths' add up to {lengths.sum()} but 'x' has {len(x)} rows"
+            )
+        return np.split(x, np.cumsum(lengths)[:-1])
+    raise UsageError(f"{path}: 'x' must be (N, T, F), (sum T, F) or an object array; got {x.shape}")
+
+
+def read_npz(path: str, kind: Kind, allow_pickle: bool = False) -> SequenceFile:
+    """Read an ``.npz`` file (layouts in the module docstring)."""
+    try:
+        arrays = np.load(path, allow_pickle=allow_pickle)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UsageError(f"{path}: not a readable .npz file ({e})") from None
+    with arrays:
+        missing = [k for k in ("x", "y") if k not in arrays.files]
+        if missing:
+            raise UsageError(
+                f"{path}: missing array(s) {', '.join(missing)}; found {arrays.files}, "
+                "expected 'x', 'y' and optionally 'lengths'"
+            )
+        seqs = _sequences(arrays, path, allow_pickle)
+        y = np.asarray(arrays["y"])
+    if not seqs:
+        raise UsageError(f"{path}: holds no sequences")
+    widths = {s.shape[1] for s in seqs}
+    if len(widths) != 1:
+        raise UsageError(f"{path}: sequences have different feature counts {sorted(widths)}")
+    if len(y) != len(seqs):
+        raise UsageError(f"{path}: 'y' has {len(y)} rows but 'x' holds {len(seqs)} sequences")
+    tensors = [torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)) for s in seqs]
+    names = [f"x{i}" for i in range(widths.pop())]
+    if kind == "regress":
+        y = _numeric(y, path, "y")
+        if y.ndim not in (1, 2):
+            raise UsageError(f"{path}: regression 'y' must be (N,) or (N, O), got {y.shape}")
+        values = torch.from_numpy(np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32))
+        return SequenceFile(tensors, None, values, names)
+    if y.ndim != 1 or y.dtype.kind not in "biuUS":
+        raise UsageError(
+            f"{path}: classification 'y' must be (N,) integer or string labels, got shape "
+            f"{y.shape} dtype {y.dtype} (use target='regress' for numeric values)"
+        )
+    return SequenceFile(tensors, [v.item() if hasattr(v, "item") else v for v in y], None, names)
+
+
+def read_sequences(path: str, kind: Kind, allow_pickle: bool = False) -> SequenceFile:
+    """Read ``path`` by its extension: ``.csv`` or ``.npz``."""
+    ext = os.path.splitext(path)[1].lower()
+    if not os.path.isfile(path):
+        raise UsageError(f"data file {path!r} does not exist")
+    if ext == ".csv":
+        return read_csv(path, kind)
+    if ext == ".npz":
+        return read_npz(path, kind, allow_pickle)
+    raise UsageError(f"data file {path!r}: unknown extension {ext!r}; expected .csv or .npz")

@@ -1,0 +1,135 @@
+"""Users' own sequences from a CSV or NPZ file, for classification or regression.
+
+File layouts are described in ``nervana_lstm.data.file_formats``. Sequences have
+their own lengths; training batches come from ``LengthBuckets`` (similar lengths
+together, padded with zeros to the longest in the global batch) and carry
+``lengths`` so the recurrent net stops at each sequence's last real step. The
+target is read after that step (``classify_last`` or ``regress_last``).
+
+A seeded random ``eval_fraction`` of the sequences is held out. Class labels are
+numbered in sorted order; ``task.classes`` keeps the labels for reports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from nervana_lstm.data.base import Batch, TaskSpec, shard_slice
+from nervana_lstm.data.bucketing import LengthBuckets, pad_sequences
+from nervana_lstm.data.checks import check_fraction, check_int
+from nervana_lstm.data.file_formats import read_sequences
+from nervana_lstm.data.seeding import generator_for
+from nervana_lstm.errors import UsageError
+
+__all__ = ["FileTask"]
+
+
+class FileTask:
+    """Sequence classification or regression on the sequences in ``path``.
+
+    Args:
+        path: a ``.csv`` or ``.npz`` file
+        target: ``"classify"`` (one label per sequence) or ``"regress"`` (one or more values)
+        seed: fixes the held-out split and every epoch's batch plan
+        eval_fraction: share of sequences held out for evaluation
+        pool_batches: batches per length-sorting pool (see ``LengthBuckets``)
+        allow_pickle: let an NPZ with a ragged object array be unpickled (trusted files only)
+
+    Attributes:
+        classes: the class labels in id order (classification), else None
+        feature_names: the CSV's feature columns, or x0, x1, ... for NPZ
+        train_index, eval_index: which sequences of the file each split holds
+    """
+
+    def __init__(
+        self,
+        path: str,
+        target: Literal["classify", "regress"] = "classify",
+        seed: int = 0,
+        eval_fraction: float = 0.1,
+        pool_batches: int = 32,
+        allow_pickle: bool = False,
+    ) -> None:
+        if not isinstance(path, str) or not path:
+            raise UsageError(f"files: option 'path' must be a file path, got {path!r}")
+        if target not in ("classify", "regress"):
+            raise UsageError(
+                f"files: option 'target' must be 'classify' or 'regress', got {target!r}"
+            )
+        if not isinstance(allow_pickle, bool):
+            raise UsageError(
+                f"files: option 'allow_pickle' must be true or false, got {allow_pickle!r}"
+            )
+        self.path, self.target = path, target
+        self.seed = check_int("files", "seed", seed, 0)
+        self.eval_fraction = check_fraction(
+            "files", "eval_fraction", eval_fraction, low=0.0, high=1.0
+        )
+        pool_batches = check_int("files", "pool_batches", pool_batches, 1)
+        data = read_sequences(path, target, allow_pickle)
+        n = len(data.seqs)
+        n_eval = max(1, round(n * self.eval_fraction))
+        if n - n_eval < 1:
+            raise UsageError(
+                f"files: {path} holds {n} sequence(s), too few to hold out {self.eval_fraction:g} "
+                "of them and train on the rest (need at least 2)"
+            )
+        self.seqs = data.seqs
+        self.lengths = torch.tensor([len(s) for s in data.seqs], dtype=torch.int64)  # (n,)
+        self.feature_names = data.feature_names
+        if data.labels is not None:
+            self.classes: list[object] | None = sorted(set(data.labels))
+            ids = {c: i for i, c in enumerate(self.classes)}
+            self.y = torch.tensor([ids[v] for v in data.labels], dtype=torch.int64)  # (n,)
+            out, kind = len(self.classes), "classify_last"
+        else:
+            self.classes = None
+            self.y = data.values  # (n, O)
+            out, kind = self.y.shape[1], "regress_last"
+        perm = torch.randperm(n, generator=generator_for(self.seed, "files/split"))
+        self.eval_index = perm[:n_eval].sort().values
+        self.train_index = perm[n_eval:].sort().values
+        self.buckets = LengthBuckets(self.lengths[self.train_index], self.seed, pool_batches)
+        self.spec = TaskSpec(
+            name="files", input_kind="features", input_size=len(self.feature_names),
+            output_size=out, target=kind,
+        )  # fmt: skip
+
+    def _batch(self, index: torch.Tensor, steps: int | None = None) -> Batch:
+        x = pad_sequences([self.seqs[i] for i in index.tolist()], steps)  # (T, N, F)
+        return Batch(x=x, y=self.y[index], lengths=self.lengths[index])
+
+    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Batch:
+        rows = shard_slice(batch_size, rank, world_size)
+        chosen = self.train_index[self.buckets.batch_indices(step, batch_size)]  # (B,)
+        # pad every shard to the global batch's longest, so shards equal one process's batch
+        return self._batch(chosen[rows], int(self.lengths[chosen].max()))
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return self.buckets.batches_per_epoch(batch_size)
+
+    def eval_batches(self, batch_size: int) -> Iterator[Batch]:
+        """Held-out sequences, longest first, so each batch pads little."""
+        order = torch.sort(self.lengths[self.eval_index], descending=True, stable=True).indices
+        index = self.eval_index[order]
+        for start in range(0, len(index), batch_size):
+            yield self._batch(index[start : start + batch_size])
+
+    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Cross-entropy on (N, C) logits, or mean squared error on (N, O) values."""
+        if self.classes is not None:
+            return F.cross_entropy(output.float(), batch.y)
+        return F.mse_loss(output.float(), batch.y)
+
+    def metrics(self, output: torch.Tensor, batch: Batch) -> dict[str, float]:
+        output = output.detach()
+        loss = float(self.loss(output, batch))
+        if self.classes is not None:
+            accuracy = float((output.argmax(-1) == batch.y).float().mean())
+            return {"loss": loss, "accuracy": accuracy}
+        return {"mse": loss, "rmse": math.sqrt(loss)}
