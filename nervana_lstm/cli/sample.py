@@ -1,15 +1,51 @@
-"""``nervana-lstm sample``: not built yet."""
+"""``nervana-lstm sample``: generate text from a character-LM checkpoint.
+
+    nervana-lstm sample runs/NAME/checkpoints/best.pt --prompt "def " --length 300 --temperature 0.8
+
+The prompt is read by the model first; each next character is drawn from
+``softmax(logits / temperature)`` (temperature 0 takes the most likely one).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from nervana_lstm.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("checkpoint", type=Path, help="a charlm checkpoint (last.pt or best.pt)")
+    parser.add_argument(
+        "--prompt", default="The ", help="text to start from (default: %(default)r)"
+    )
+    parser.add_argument("--length", type=int, default=200, help="characters to generate")
+    parser.add_argument(
+        "--temperature", type=float, default=0.8, help="sampling temperature; 0 = greedy"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed for sampling")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("'sample' is not available in this version yet")
+    if not 1 <= args.length <= 1_000_000:
+        raise UsageError(f"--length expects 1..1000000 characters, got {args.length}")
+    if not args.temperature >= 0.0:  # also refuses nan
+        raise UsageError(f"--temperature expects a number >= 0, got {args.temperature}")
+    if not args.prompt:
+        raise UsageError("--prompt must not be empty")
+
+    import torch
+
+    from nervana_lstm.train.sampling import generate, load_sampler
+
+    model, vocab = load_sampler(args.checkpoint)
+    unknown = sorted({c for c in args.prompt if c not in set(vocab.chars)})
+    if unknown:
+        raise UsageError(
+            f"--prompt has characters the model never saw in training: {''.join(unknown)!r}"
+        )
+    gen = torch.Generator().manual_seed(args.seed)
+    text = generate(model, vocab, args.prompt, args.length, args.temperature, gen)
+    sys.stdout.write(args.prompt + text + "\n")
+    return 0

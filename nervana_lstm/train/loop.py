@@ -144,7 +144,9 @@ def run_training(
     """Train ``cfg`` into ``out_dir``; see the module docstring for the order of things."""
     ctx = init_distributed()
     try:
-        return _run(cfg, out_dir, resume, stop_at, console or Console(), progress, ctx)
+        # soft_wrap: a log line piped to a file stays one line
+        console = console or Console(soft_wrap=True)
+        return _run(cfg, out_dir, resume, stop_at, console, progress, ctx)
     finally:
         shutdown(ctx)
 
@@ -436,11 +438,16 @@ def _run(
 
         # 7. the end ---------------------------------------------------------------------
         if exit_code == EXIT_NONFINITE and ctx.is_main:
-            Console(stderr=True).print(
-                f"[red]error:[/red] the {stopped} at step {step} (lr {lr:.3g}) stopped training; "
-                f"nothing was saved after step {step}. The last good checkpoint is "
-                f"{last_path if last_path.exists() else '(none yet)'}. Try a lower optim.lr, "
-                "optim.clip_norm, or precision fp32."
+            kept = (
+                f"the last good checkpoint, {last_path}, is kept"
+                if last_path.exists()
+                else "no checkpoint had been saved yet"
+            )
+            Console(stderr=True, soft_wrap=True).print(
+                f"error: {stopped} at step {step + 1} (lr {lr:.3g}); training stopped without "
+                f"saving the diverged weights; {kept}. Try a lower optim.lr, a smaller "
+                "optim.clip_norm, or precision fp32.",
+                highlight=False,
             )
         else:
             save(last_path, step)
@@ -461,6 +468,7 @@ def _run(
     say(f"run dir:     {out_dir}")
     say(f"metrics:     {out_dir / 'metrics.jsonl'}")
     say(f"plot:        {out_dir / 'loss.png'}")
-    say(f"checkpoints: {last_path}" + (f", {best_path}" if best_path.exists() else ""))
+    saved_files = [str(p) for p in (last_path, best_path) if p.exists()]
+    say(f"checkpoints: {', '.join(saved_files) or '(none)'}")
     say(f"ran on: {choice.backend} / {tc.precision}")
     return RunResult(exit_code, out_dir, step, stopped, choice.backend, tc.precision, best)
