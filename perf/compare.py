@@ -1,0 +1,155 @@
+"""Compare two ``results.json`` files: what got slower, what got faster.
+
+Rows are matched by ``id`` (kind, shape, implementation, mode, dtype, threads)
+and compared on their median time. A row is a **regression** when B's median
+is more than ``threshold`` above A's; :func:`compare` returns them so the CLI
+can exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nervana_lstm.errors import UsageError
+
+__all__ = [
+    "Change",
+    "Comparison",
+    "compare",
+    "format_comparison",
+    "load_results",
+    "parse_threshold",
+]
+
+
+@dataclass(frozen=True)
+class Change:
+    id: str
+    a_ms: float
+    b_ms: float
+
+    @property
+    def ratio(self) -> float:
+        """B's median over A's: above 1 is slower."""
+        return self.b_ms / self.a_ms
+
+
+@dataclass
+class Comparison:
+    threshold: float
+    slower: list[Change]
+    faster: list[Change]
+    same: list[Change]
+    only_a: list[str]
+    only_b: list[str]
+    status_changed: list[str]
+
+    @property
+    def lost(self) -> list[str]:
+        """Rows measured in A that no longer run in B (ok -> n/a, skipped or error)."""
+        return [s for s in self.status_changed if ": ok -> " in s]
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.slower or self.lost)
+
+
+def parse_threshold(text: str) -> float:
+    """``"5%"`` or ``"5"`` -> 0.05; ``"0.05"`` -> 0.05 (a bare number below 1 is a fraction)."""
+    raw = text.strip()
+    try:
+        value = float(raw.rstrip("%"))
+    except ValueError:
+        raise UsageError(
+            f"--threshold got {text!r}; expected a percentage like 5% (or a fraction like 0.05)"
+        ) from None
+    if raw.endswith("%") or value >= 1:
+        value /= 100.0
+    if not 0 <= value < 10:
+        raise UsageError(f"--threshold must be between 0% and 1000%, got {text!r}")
+    return value
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a results.json written by ``nervana-lstm bench``; UsageError if it is not one."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"results file not found: {p} (expected a results.json from bench)")
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"{p} is not valid JSON ({exc}); expected a results.json written by bench"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise UsageError(f"{p} is not a bench results file: expected a 'rows' list")
+    for row in data["rows"]:
+        if not isinstance(row, dict) or "id" not in row or "status" not in row:
+            raise UsageError(f"{p} has a row without 'id' and 'status'; is it a results.json?")
+    return data
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], threshold: float) -> Comparison:
+    """Match rows by id; classify each measured pair as slower, faster or the same."""
+    rows_a = {r["id"]: r for r in a["rows"]}
+    rows_b = {r["id"]: r for r in b["rows"]}
+    slower, faster, same, changed = [], [], [], []
+    for rid in rows_a.keys() & rows_b.keys():
+        ra, rb = rows_a[rid], rows_b[rid]
+        if ra["status"] != rb["status"] and "ok" in (ra["status"], rb["status"]):
+            changed.append(f"{rid}: {ra['status']} -> {rb['status']}")
+            continue
+        if ra["status"] != "ok":
+            continue
+        change = Change(rid, ra["timing"]["median_ms"], rb["timing"]["median_ms"])
+        if change.ratio > 1 + threshold:
+            slower.append(change)
+        elif change.ratio < 1 / (1 + threshold):
+            faster.append(change)
+        else:
+            same.append(change)
+    measured = {rid for rid, r in rows_a.items() if r["status"] == "ok"}
+    measured_b = {rid for rid, r in rows_b.items() if r["status"] == "ok"}
+    return Comparison(
+        threshold=threshold,
+        slower=sorted(slower, key=lambda c: -c.ratio),
+        faster=sorted(faster, key=lambda c: c.ratio),
+        same=sorted(same, key=lambda c: c.id),
+        only_a=sorted(measured - rows_b.keys()),
+        only_b=sorted(measured_b - rows_a.keys()),
+        status_changed=sorted(changed),
+    )
+
+
+def format_comparison(cmp: Comparison, name_a: str = "A", name_b: str = "B") -> str:
+    """A plain-text summary: slower rows first (the regressions), then faster ones."""
+    t = f"{100 * cmp.threshold:g}%"
+    lines = [f"compare {name_a} -> {name_b} (threshold {t}):"]
+
+    def block(title: str, changes: list[Change]) -> None:
+        lines.append(f"{title} ({len(changes)}):")
+        for c in changes:
+            lines.append(
+                f"  {c.id}: {c.a_ms:.3f} ms -> {c.b_ms:.3f} ms ({100 * (c.ratio - 1):+.1f}%)"
+            )
+
+    block("slower", cmp.slower)
+    block("faster", cmp.faster)
+    lines.append(f"within {t}: {len(cmp.same)}")
+    if cmp.status_changed:
+        lines.append("status changed: " + "; ".join(cmp.status_changed))
+    if cmp.only_a:
+        lines.append(f"measured only in {name_a}: {len(cmp.only_a)}")
+    if cmp.only_b:
+        lines.append(f"measured only in {name_b}: {len(cmp.only_b)}")
+    if cmp.regressed:
+        lines.append(
+            f"REGRESSION: {len(cmp.slower)} row(s) slower than {t}, "
+            f"{len(cmp.lost)} no longer measured"
+        )
+    else:
+        lines.append("no regression")
+    return "\n".join(lines)

@@ -1,0 +1,359 @@
+"""Run a suite: expand it into specs, measure each implementation alike, collect result rows.
+
+Order of work in :func:`run_suite`:
+
+1. machine info (``collect_info``), the runner's own overhead on a no-op;
+2. the GEMM peak for every (dtype, threads) pair the suite needs;
+3. each spec: build, warm up, time (or record why it cannot run);
+4. oneDNN-backed rows rerun once under ``ONEDNN_VERBOSE`` in a subprocess;
+5. speedups over ``unfused`` and ``native`` of the same shape, mode, dtype, threads.
+
+Rows are plain dicts (see :mod:`perf.report` for the schema).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from perf.flops import mode_flops
+from perf.impls import IMPLS, ONEDNN_BACKED, Spec, Unavailable
+from perf.suites import Suite
+
+__all__ = ["EFFICIENCY", "Selection", "estimate_call_s", "plan", "run_suite"]
+
+#: rough fraction of the GEMM peak each implementation reaches; only used to
+#: skip, before running it, a call that would take longer than ``max_call_s``
+EFFICIENCY: dict[str, float] = {
+    "onednn": 0.5,
+    "ipex": 0.5,
+    "openvino": 0.5,
+    "native": 0.3,
+    "compiled": 0.2,
+    "premul": 0.15,
+    "unfused": 0.1,
+}
+
+
+@dataclass
+class Selection:
+    """Command-line narrowing of a suite; None keeps the suite's choice."""
+
+    kinds: list[str] | None = None
+    impls: list[str] | None = None
+    modes: list[str] | None = None
+    dtypes: list[str] | None = None
+    threads: list[int] | None = None
+    instances: int = 1
+    probe: bool = True
+
+
+@dataclass
+class Planned:
+    spec: Spec
+    label: str
+    skip: str | None = None  # reason it is not measured
+    note: str | None = None
+
+
+def _narrow(shape_value: list[Any] | None, cli: list[Any] | None, default: list[Any]) -> list[Any]:
+    base = shape_value if shape_value is not None else default
+    if cli is None:
+        return list(base)
+    return [v for v in base if v in cli] if shape_value is not None else list(cli)
+
+
+def plan(suite: Suite, sel: Selection) -> list[Planned]:
+    """Every (shape, mode, dtype, threads, implementation) of the suite, measured or not.
+
+    Implementations left out by the selection still get a row (``skip`` says
+    why), so a report lists every implementation.
+    """
+    d = suite.defaults
+    out: list[Planned] = []
+    for entry in suite.shapes:
+        if sel.kinds is not None and entry.kind not in sel.kinds:
+            continue
+        impls = _narrow(entry.impls, sel.impls, d.impls)
+        modes = _narrow(entry.modes, sel.modes, d.modes)
+        dtypes = _narrow(entry.dtypes, sel.dtypes, d.dtypes)
+        threads = list(sel.threads) if sel.threads is not None else list(d.threads)
+        for mode in modes:
+            for dtype in dtypes:
+                for nthreads in threads:
+                    for impl in IMPLS:
+                        spec = Spec(
+                            kind=entry.kind,
+                            impl=impl,
+                            mode=mode,
+                            dtype=dtype,
+                            threads=nthreads,
+                            seq_len=entry.seq_len,
+                            batch=entry.batch,
+                            input_size=entry.input_size,
+                            hidden_size=entry.hidden_size,
+                            num_layers=entry.num_layers,
+                        )
+                        skip = None
+                        if impl not in impls:
+                            skip = _not_selected_reason(impl)
+                        out.append(Planned(spec, entry.label, skip, entry.note))
+    return out
+
+
+def _not_selected_reason(impl: str) -> str:
+    if impl == "compiled":
+        return (
+            "not selected: torch.compile spends about a minute compiling each new shape; "
+            "add it with --impls ...,compiled"
+        )
+    return "not selected for this run (suite impls / --impls)"
+
+
+def estimate_call_s(spec: Spec, count: str, peak_gflops: float | None) -> float | None:
+    """A pessimistic guess of one call's seconds from the FLOPs and the measured peak."""
+    if not peak_gflops:
+        return None
+    flops = mode_flops("full", spec.kind, spec.shape, spec.mode)
+    return flops / (peak_gflops * 1e9 * EFFICIENCY.get(spec.impl, 0.1))
+
+
+def _row(planned: Planned, count: str) -> dict[str, Any]:
+    spec = planned.spec
+    return {
+        "id": spec.key,
+        "label": planned.label,
+        "kind": spec.kind,
+        "impl": spec.impl,
+        "mode": spec.mode,
+        "dtype": spec.dtype,
+        "threads": spec.threads,
+        "shape": spec.shape,
+        "status": "skipped" if planned.skip else "pending",
+        "reason": planned.skip,
+        "backend": None,
+        "timing": None,
+        "flop_count": count,
+        "flops": mode_flops(count, spec.kind, spec.shape, spec.mode),
+        "gflops": None,
+        "peak_gflops": None,
+        "pct_peak": None,
+        "speedup_vs_unfused": None,
+        "speedup_vs_native": None,
+        "speedup_baseline_dtype": None,
+        "build_s": None,
+        "notes": [planned.note] if planned.note else [],
+        "proof": {},
+        "instances": None,
+    }
+
+
+def _peak_key(dtype: str, threads: int) -> str:
+    return f"{dtype}/t{threads}"
+
+
+def _measure_peaks(
+    rows: list[dict[str, Any]], size: int, threads_per_instance: int | None, log: Callable
+) -> dict[str, dict[str, Any]]:
+    from perf.peak import measure_gemm_peak
+
+    wanted = sorted(
+        {
+            ("bf16" if r["dtype"] == "int8" else r["dtype"], threads_per_instance or r["threads"])
+            for r in rows
+            if r["status"] == "pending"
+        }
+    )
+    peaks: dict[str, dict[str, Any]] = {}
+    for dtype, threads in wanted:
+        peak = measure_gemm_peak(dtype, threads, size=size)
+        peaks[_peak_key(dtype, threads)] = peak.as_dict()
+        log(f"GEMM peak {dtype} {threads} thread(s): {peak.gflops:.1f} GFLOP/s")
+    return peaks
+
+
+def _time_one(spec: Spec, d: Any) -> tuple[dict[str, Any], Any]:
+    from perf.impls import build
+    from perf.runner import pinned_threads, time_callable
+
+    variant = build(spec)
+    with pinned_threads(spec.threads):
+        timing = time_callable(
+            variant.call, warmup=d.warmup, repeats=d.repeats, time_cap_s=d.time_cap_s
+        )
+    return timing.as_dict(), variant
+
+
+def run_suite(
+    suite: Suite, sel: Selection, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Measure the suite; return the results document (machine, peaks, rows)."""
+    from nervana_lstm.platform_info import collect_info
+    from perf.runner import affinity, timer_overhead
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    d = suite.defaults
+    started = time.time()
+    per_instance = None
+    if sel.instances > 1:
+        from perf.instances import core_sets
+
+        per_instance = len(core_sets(sel.instances)[0])
+        sel.threads = [per_instance]  # each instance gets its own cores' worth of threads
+    planned = plan(suite, sel)
+    if not planned:
+        from nervana_lstm.errors import UsageError
+
+        raise UsageError(
+            f"nothing to measure: suite {suite.name!r} has no shape of kind(s) {sel.kinds}"
+        )
+    rows = [_row(p, d.count) for p in planned]
+    peaks = _measure_peaks(rows, d.peak_size, per_instance, log)
+    overhead = timer_overhead()
+
+    for row, p in zip(rows, planned, strict=True):
+        spec = p.spec
+        if row["status"] != "pending":
+            continue
+        peak_dtype = "bf16" if spec.dtype == "int8" else spec.dtype
+        peak = peaks.get(_peak_key(peak_dtype, per_instance or spec.threads))
+        est = estimate_call_s(spec, d.count, peak["gflops"] if peak else None)
+        if est is not None and est > d.max_call_s:
+            row["status"] = "skipped"
+            row["reason"] = (
+                f"estimated {est:.1f} s per call (FLOPs / {EFFICIENCY[spec.impl]:.0%} of the "
+                f"measured peak) exceeds this suite's max_call_s={d.max_call_s:g}"
+            )
+            continue
+        if sel.instances > 1:
+            continue  # measured together below
+        try:
+            timing, variant = _time_one(spec, d)
+        except Unavailable as exc:
+            row["status"], row["reason"] = "n/a", str(exc)
+            log(f"n/a   {spec.key}: {exc}")
+            continue
+        except Exception as exc:  # a failure is a result too; keep measuring the rest
+            row["status"], row["reason"] = "error", f"{type(exc).__name__}: {exc}"
+            log(f"error {spec.key}: {row['reason']}")
+            continue
+        row.update(status="ok", timing=timing, backend=variant.backend, build_s=variant.build_s)
+        row["notes"] += variant.notes
+        if variant.proof:
+            row["proof"]["openvino"] = variant.proof
+        log(f"ok    {spec.key}: {timing['median_ms']:.3f} ms (IQR {timing['iqr_pct']:.1f}%)")
+        del variant
+        gc.collect()
+
+    if sel.instances > 1:
+        from perf.instances import run_instances
+
+        pending = [
+            (r, p.spec) for r, p in zip(rows, planned, strict=True) if r["status"] == "pending"
+        ]
+        run_instances(pending, sel.instances, d, log)
+
+    _fill_rates(rows, peaks, per_instance)
+    _fill_speedups(rows)
+    if sel.probe:
+        _probe_onednn(rows, planned, log)
+
+    return {
+        "schema": 1,
+        "suite": {"name": suite.name, "description": suite.description, "source": suite.source},
+        "settings": {
+            **d.model_dump(),
+            "instances": sel.instances,
+            "selection": {
+                k: getattr(sel, k) for k in ("kinds", "impls", "modes", "dtypes", "threads")
+            },
+        },
+        "machine": collect_info(),
+        "affinity": affinity(),
+        "allocator": _allocator(),
+        "timer_overhead": overhead.as_dict(),
+        "peaks": peaks,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_s": round(time.time() - started, 1),
+        "command": " ".join(["nervana-lstm", *sys.argv[1:]]) if sys.argv else None,
+        "rows": rows,
+    }
+
+
+def _allocator() -> str:
+    """The allocator in use, judged like ``collect_info`` does: from LD_PRELOAD."""
+    preload = os.environ.get("LD_PRELOAD", "")
+    for name in ("jemalloc", "tcmalloc", "mimalloc"):
+        if name in preload:
+            return name
+    return "glibc malloc"
+
+
+def _fill_rates(
+    rows: list[dict[str, Any]], peaks: dict[str, dict[str, Any]], per_instance: int | None
+) -> None:
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        median_s = row["timing"]["median_ms"] / 1e3
+        total = row["flops"] / median_s
+        if row["instances"]:
+            total = row["instances"]["sum_gflops"] * 1e9
+        row["gflops"] = total / 1e9
+        if row["dtype"] == "int8":
+            row["notes"].append("no int8 GEMM peak is measured: % of peak left empty")
+            continue
+        peak = peaks.get(_peak_key(row["dtype"], per_instance or row["threads"]))
+        if peak:
+            k = row["instances"]["count"] if row["instances"] else 1
+            row["peak_gflops"] = peak["gflops"] * k
+            row["pct_peak"] = 100.0 * row["gflops"] / row["peak_gflops"]
+
+
+def _group_key(row: dict[str, Any], dtype: str) -> tuple[Any, ...]:
+    s = row["shape"]
+    return (row["kind"], tuple(sorted(s.items())), row["mode"], dtype, row["threads"])
+
+
+def _fill_speedups(rows: list[dict[str, Any]]) -> None:
+    ok = {(_group_key(r, r["dtype"]), r["impl"]): r for r in rows if r["status"] == "ok"}
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        for base in ("unfused", "native"):
+            ref = ok.get((_group_key(row, row["dtype"]), base))
+            base_dtype = row["dtype"]
+            if ref is None and row["dtype"] != "fp32":
+                ref = ok.get((_group_key(row, "fp32"), base))
+                base_dtype = "fp32"
+            if ref is not None:
+                row[f"speedup_vs_{base}"] = ref["timing"]["median_ms"] / row["timing"]["median_ms"]
+                if base_dtype != row["dtype"]:
+                    row["speedup_baseline_dtype"] = base_dtype
+
+
+def _probe_onednn(rows: list[dict[str, Any]], planned: list[Planned], log: Callable) -> None:
+    from perf.verbose import probe
+
+    specs = []
+    for row, p in zip(rows, planned, strict=True):
+        if row["status"] == "ok" and row["impl"] in ONEDNN_BACKED:
+            specs.append({"id": row["id"], **p.spec.as_dict()})
+    if not specs:
+        return
+    log(f"rerunning {len(specs)} oneDNN-backed measurement(s) under ONEDNN_VERBOSE")
+    found = probe(specs)
+    by_id = {r["id"]: r for r in rows}
+    for sid, result in found.items():
+        row = by_id[sid]
+        row["proof"]["onednn"] = result.get("summary")
+        if result.get("error"):
+            row["proof"]["onednn_error"] = result["error"]
+        if result.get("flag"):
+            row["proof"]["onednn_flag"] = result["flag"]
+            row["notes"].append("FLAG: " + result["flag"])

@@ -1,0 +1,106 @@
+"""The ``openvino`` implementation: the fused module converted, compiled and timed.
+
+``fp32`` and ``bf16`` compile the converted model with ``INFERENCE_PRECISION_HINT``
+pinned to ``f32``/``bf16``. ``int8`` first runs NNCF's post-training
+quantization (``nncf.quantize``) on random calibration inputs, then compiles
+with the hint pinned to ``f32`` so only what NNCF quantized runs in 8 bits.
+The compiled model's runtime graph is the proof of what ran: each row records
+the precision of the ``RNNSeq`` layer (the CPU plugin's name for
+LSTM/GRU/RNNSequence).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from perf.impls import Spec, Unavailable, Variant
+
+__all__ = ["GRU_INT8_REASON", "build_openvino"]
+
+GRU_INT8_REASON = (
+    "NNCF does not quantize GRUSequence with linear_before_reset=True, which is what a "
+    "PyTorch GRU converts to; int8 GRU is not supported"
+)
+_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+_SEQ_LAYER = "RNNSeq"
+
+
+def _quantize(model: Any, x: Any) -> Any:
+    import nncf
+
+    data = nncf.Dataset([{"x": x}])
+    return nncf.quantize(model, data, subset_size=1)
+
+
+def build_openvino(spec: Spec) -> Variant:
+    """Convert, (quantize,) compile and wrap one inference call; see the module docstring."""
+    from nervana_lstm.backends import backend_status
+
+    if spec.mode != "infer":
+        raise Unavailable("OpenVINO is an inference runtime: it has no training step")
+    status = backend_status("openvino")
+    if not status.available:
+        raise Unavailable(f"OpenVINO is unavailable: {status.reason}")
+    if spec.dtype == "int8" and spec.kind == "gru":
+        raise Unavailable(GRU_INT8_REASON)
+    if spec.dtype == "int8" and not _has_nncf():
+        raise Unavailable("nncf is not installed; int8 needs NNCF's post-training quantization")
+
+    from export.convert import compile_rnn, precision_supported, runtime_layers, runtime_summary
+    from nervana_lstm.errors import UsageError
+    from perf.impls import _inputs, _make
+
+    net = _make(spec, "fused")
+    x = _inputs(spec).numpy()  # (T, N, I)
+    precision = _PRECISION[spec.dtype]
+    ok, why = precision_supported(precision)
+    if not ok:
+        raise Unavailable(str(why))
+    t0 = time.perf_counter()
+    try:
+        from export.convert import convert_rnn
+
+        model = convert_rnn(net, spec.input_size)
+    except UsageError as exc:
+        raise Unavailable(str(exc)) from exc
+    notes = []
+    if spec.dtype == "int8":
+        from nervana_lstm.backends import quiet_native_output
+
+        with quiet_native_output():
+            model = _quantize(model, x)
+        notes.append("int8 by nncf.quantize (1 random calibration batch); hint pinned to f32")
+    compiled = compile_rnn(
+        model, precision, threads=spec.threads, extra_config={"PERFORMANCE_HINT": "LATENCY"}
+    )
+    build_s = time.perf_counter() - t0
+    request = compiled.create_infer_request()
+    summary = runtime_summary(compiled, skip=("Const",))
+    seq_precision = ",".join(
+        sorted(
+            {
+                row["runtimePrecision"]
+                for row in runtime_layers(compiled)
+                if row["layerType"] == _SEQ_LAYER
+            }
+        )
+    )
+    if spec.dtype == "int8" and not any(p in seq_precision for p in ("u8", "i8")):
+        raise Unavailable(
+            f"NNCF left the {spec.kind.upper()} sequence op unquantized "
+            f"(it ran in {seq_precision or 'no RNNSeq layer'})"
+        )
+
+    def call() -> object:
+        return request.infer({"x": x})
+
+    proof = {"layers": summary, "sequence_precision": seq_precision, "precision_hint": precision}
+    backend = f"OpenVINO {_SEQ_LAYER} in {seq_precision or '?'}"
+    return Variant(spec, call, backend, build_s=build_s, proof=proof, notes=notes)
+
+
+def _has_nncf() -> bool:
+    from nervana_lstm.backends import dist_version
+
+    return dist_version("nncf") is not None

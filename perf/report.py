@@ -1,0 +1,303 @@
+"""Write a benchmark's results: ``results.json``, ``report.md`` and two PNG charts.
+
+``results.json`` schema (``schema: 1``)::
+
+    schema          1
+    suite           {name, description, source}
+    settings        the suite defaults used (warmup, repeats, time_cap_s, max_call_s,
+                    count, peak_size), instances, and the command-line selection
+    machine         nervana_lstm.platform_info.collect_info(): CPU model, ISA flags,
+                    cores, torch/IPEX/OpenVINO/NNCF versions, thread variables, allocator
+    affinity        logical CPUs the run could use (os.sched_getaffinity)
+    allocator       "glibc malloc" unless jemalloc/tcmalloc/mimalloc is preloaded
+    timer_overhead  the runner timing a no-op: {median_ms, q1_ms, q3_ms, min_ms, max_ms, ...}
+    peaks           "<dtype>/t<threads>" -> {dtype, threads, size, gflops, median_gflops}
+    started, wall_s, command
+    rows            one per kind x shape x implementation x mode x dtype x threads:
+      id            "lstm-T25-N64-I256-H256-L1/onednn/infer/fp32/t2"
+      label, kind, impl, mode, dtype, threads, shape {seq_len, batch, input_size,
+                    hidden_size, num_layers}
+      status        "ok" | "n/a" (cannot run here) | "skipped" (not selected, or over
+                    the time budget) | "error" (failed while running)
+      reason        why it is not "ok"
+      backend       what executed the recurrence, in words
+      timing        {median_ms, q1_ms, q3_ms, iqr_pct, min_ms, max_ms, repeats, warmup, capped}
+      flop_count    "full" (2·G·H·(I+H)·T·N per layer) or "recurrent" (DeepBench 2·G·H²·T·N);
+                    training counts 3x forward (see perf.flops)
+      flops, gflops, peak_gflops, pct_peak
+      speedup_vs_unfused, speedup_vs_native   baseline median / this median
+      speedup_baseline_dtype                  set when the baseline ran at another dtype
+      build_s       seconds spent building (compile, convert, quantize, optimize)
+      notes         list of strings; "FLAG: ..." marks a fused LSTM that ran no rnn primitive
+      proof         {"onednn": {onednn_version, isa, runtime, primitives: [{primitive, impl,
+                    prop_kind, count}], rnn: ["brgemm:avx512_core forward_inference", ...]},
+                    "onednn_flag": str, "openvino": {layers: {layerType: precision},
+                    sequence_precision, precision_hint}}
+      instances     null, or {count, cores, medians_ms, sum_gflops, sum_seq_per_s}
+
+All files are written to a temporary name first and moved into place, so a
+failed run never leaves a half-written report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+__all__ = ["render_markdown", "write_charts", "write_json", "write_report"]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    _atomic_write(path, (json.dumps(results, indent=1, sort_keys=False) + "\n").encode())
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _ran(row: dict[str, Any]) -> str:
+    proof = row.get("proof") or {}
+    parts = []
+    onednn = proof.get("onednn")
+    if onednn is not None:
+        parts.append("; ".join(f"rnn {r}" for r in onednn["rnn"]) or "no rnn primitive")
+    if "openvino" in proof:
+        parts.append(f"RNNSeq {proof['openvino']['sequence_precision']}")
+    if proof.get("onednn_flag"):
+        parts.append("**FLAG**")
+    if proof.get("onednn_error"):
+        parts.append(f"probe failed: {proof['onednn_error'][:60]}")
+    return "; ".join(parts) or (row.get("backend") or "")
+
+
+def _machine_lines(results: dict[str, Any]) -> list[str]:
+    m = results["machine"]
+    cpu = m["cpu"]
+    isa = ", ".join(k for k, v in cpu["flags"].items() if v) or "none of the tracked flags"
+    torch = m.get("torch", {})
+    ov = m.get("openvino", {})
+    ipex = m.get("ipex", {})
+    env = {k: v for k, v in m.get("threads", {}).get("env", {}).items() if v}
+    return [
+        f"- CPU: {cpu['model']} ({cpu['vendor']}), {cpu['cores']} cores / {cpu['threads']} "
+        f"threads, affinity {results['affinity']}",
+        f"- ISA: {isa}",
+        f"- torch {torch.get('version')} (oneDNN {torch.get('onednn_version')}, "
+        f"{torch.get('cpu_capability')}), IPEX {ipex.get('version') or '—'}"
+        f"{'' if ipex.get('usable') else ' (not usable here)'}, OpenVINO {ov.get('version')}, "
+        f"NNCF {m.get('nncf', {}).get('version')}",
+        f"- allocator: {results['allocator']}; thread variables: {env or 'none set'}",
+    ]
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The human report: machine, peaks, harness overhead, then one table per shape and mode."""
+    rows = results["rows"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    s = results["settings"]
+    lines = [
+        f"# Benchmark report: {results['suite']['name']}",
+        "",
+        f"Command: `{results.get('command')}`  ",
+        f"Started {results['started']}, took {results['wall_s']} s. "
+        f"Warm-up {s['warmup']}, up to {s['repeats']} timed calls (cap {s['time_cap_s']} s "
+        f"per measurement); medians with the interquartile range (IQR) as spread.",
+        "",
+        "## Machine",
+        "",
+        *_machine_lines(results),
+        "",
+        "## Ceilings and harness overhead",
+        "",
+        "| GEMM peak | size | best GFLOP/s | median GFLOP/s |",
+        "|---|---|---|---|",
+    ]
+    for key, p in sorted(results["peaks"].items()):
+        lines.append(f"| {key} | {p['size']} | {p['gflops']:.1f} | {p['median_gflops']:.1f} |")
+    over = results["timer_overhead"]["median_ms"]
+    smallest = min((r["timing"]["median_ms"] for r in ok), default=None)
+    ratio = f" = {100 * over / smallest:.4f}% of the smallest measured time ({smallest:.3f} ms)"
+    lines += [
+        "",
+        f"Timing a no-op costs {over * 1e3:.2f} µs per call{ratio if smallest else ''}.",
+        "",
+        f"FLOPs: `{s['count']}` count "
+        + (
+            "(2·G·H·(I+H)·T·N per layer, G gate blocks)"
+            if s["count"] == "full"
+            else "(DeepBench, recurrent only: 2·G·H²·T·N)"
+        )
+        + "; training = 3x forward. Speedups are the baseline's median over this median "
+        "(same shape, mode, dtype and threads).",
+    ]
+    if s.get("instances", 1) > 1:
+        lines.append(
+            f"\nThroughput mode: {s['instances']} pinned instances; GFLOP/s and peaks are "
+            "summed over instances."
+        )
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["label"], r["mode"])].append(r)
+    for (label, mode), members in groups.items():
+        lines += ["", f"## {label} — {mode}", ""]
+        measured = [r for r in members if r["status"] == "ok"]
+        if measured:
+            lines += [
+                "| impl | dtype | threads | ms | IQR % | GFLOP/s | % peak | × unfused "
+                "| × native | ran |",
+                "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+            ]
+            for r in sorted(measured, key=lambda r: (r["dtype"], r["threads"], r["impl"])):
+                t = r["timing"]
+                base = f" (vs {r['speedup_baseline_dtype']})" if r["speedup_baseline_dtype"] else ""
+                lines.append(
+                    f"| {r['impl']} | {r['dtype']} | {r['threads']} | {t['median_ms']:.3f}"
+                    f"{'*' if t['capped'] else ''} | {t['iqr_pct']:.1f} | {_fmt(r['gflops'], '.1f')}"
+                    f" | {_fmt(r['pct_peak'], '.1f')} | {_fmt(r['speedup_vs_unfused'])}{base} "
+                    f"| {_fmt(r['speedup_vs_native'])}{base} | {_ran(r)} |"
+                )
+        others = [r for r in members if r["status"] != "ok"]
+        if others:
+            lines += ["", "Not measured:"]
+            seen: dict[str, list[str]] = defaultdict(list)
+            for r in others:
+                seen[f"{r['status']}: {r['reason']}"].append(f"{r['impl']}/{r['dtype']}")
+            for reason, which in seen.items():
+                lines.append(f"- {', '.join(sorted(set(which)))} — {reason}")
+        flags = [n for r in measured for n in r["notes"] if n.startswith("FLAG")]
+        for flag in flags:
+            lines.append(f"\n**{flag}**")
+    lines += ["", "`*` the time cap stopped the repeats early.", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def write_charts(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    """``speedup.png`` (bars per shape) and ``gflops_vs_hidden.png`` (with the peak lines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results["rows"] if r["status"] == "ok"]
+    written = []
+    threads = max((r["threads"] for r in ok), default=1)
+    ok_t = [r for r in ok if r["threads"] == threads]
+
+    # speedup over unfused: one panel per (mode, dtype), bars = implementations, groups = shapes
+    panels = sorted({(r["mode"], r["dtype"]) for r in ok_t if r["speedup_vs_unfused"]})
+    fig, axes = plt.subplots(
+        max(1, len(panels)), 1, figsize=(10, 3.2 * max(1, len(panels))), squeeze=False
+    )
+    for ax, (mode, dtype) in zip(axes[:, 0], panels, strict=False):
+        sel = [
+            r for r in ok_t if r["mode"] == mode and r["dtype"] == dtype and r["speedup_vs_unfused"]
+        ]
+        labels = list(dict.fromkeys(r["label"] for r in sel))
+        impls = list(dict.fromkeys(r["impl"] for r in sel))
+        width = 0.8 / max(1, len(impls))
+        for j, impl in enumerate(impls):
+            vals = []
+            for label in labels:
+                hit = [r for r in sel if r["label"] == label and r["impl"] == impl]
+                vals.append(hit[0]["speedup_vs_unfused"] if hit else 0.0)
+            xs = [i + (j - (len(impls) - 1) / 2) * width for i in range(len(labels))]
+            ax.bar(xs, vals, width, label=impl)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        ax.set_ylabel("speedup vs unfused")
+        ax.set_title(f"{mode}, {dtype}, {threads} thread(s)", fontsize=9)
+        ax.legend(fontsize=7, ncol=min(7, len(impls)))
+    if not panels:
+        axes[0, 0].text(0.5, 0.5, "no speedups measured", ha="center")
+    fig.tight_layout()
+    path = out_dir / "speedup.png"
+    _save(fig, path)
+    plt.close(fig)
+    written.append(path)
+
+    # GFLOP/s against hidden size, fp32 and bf16 points, measured peaks as lines
+    modes = sorted({r["mode"] for r in ok_t})
+    fig, axes = plt.subplots(
+        1, max(1, len(modes)), figsize=(6 * max(1, len(modes)), 4.2), squeeze=False
+    )
+    for ax, mode in zip(axes[0], modes, strict=False):
+        sel = [r for r in ok_t if r["mode"] == mode and r["gflops"]]
+        for impl in dict.fromkeys(r["impl"] for r in sel):
+            for dtype, marker in (("fp32", "o"), ("bf16", "s"), ("int8", "^")):
+                pts = sorted(
+                    (r["shape"]["hidden_size"], r["gflops"])
+                    for r in sel
+                    if r["impl"] == impl and r["dtype"] == dtype
+                )
+                if pts:
+                    ax.plot(
+                        *zip(*pts, strict=True),
+                        marker=marker,
+                        linestyle="",
+                        alpha=0.8,
+                        label=f"{impl} {dtype}",
+                    )
+        for key, peak in results["peaks"].items():
+            if peak["threads"] == threads:
+                ax.axhline(
+                    peak["gflops"],
+                    linestyle="--",
+                    linewidth=1,
+                    color="red" if peak["dtype"] == "fp32" else "purple",
+                )
+                ax.text(
+                    ax.get_xlim()[0], peak["gflops"], f" {key} GEMM peak", fontsize=7, va="bottom"
+                )
+        ax.set_yscale("log")
+        ax.set_xlabel("hidden size H")
+        ax.set_ylabel("GFLOP/s")
+        ax.set_title(f"{mode}, {threads} thread(s)", fontsize=9)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    path = out_dir / "gflops_vs_hidden.png"
+    _save(fig, path)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def _save(fig: Any, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _atomic_write(path, buf.getvalue())
+
+
+def write_report(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write all three outputs into ``out_dir``; returns their paths by name."""
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / "results.json", "md": out_dir / "report.md"}
+    write_json(results, paths["json"])
+    charts = write_charts(results, out_dir)
+    _atomic_write(paths["md"], render_markdown(results).encode())
+    paths.update({p.stem: p for p in charts})
+    return paths

@@ -1,0 +1,200 @@
+"""Benchmark suites: named shape lists in YAML, validated, expanded into measurement specs.
+
+A suite file (``configs/bench/quick.yaml`` is the model)::
+
+    name: quick
+    description: a few shapes across kinds and modes
+    defaults:                 # every key optional; these are the built-in defaults
+      impls: [onednn, native, unfused, premul, ipex, openvino]
+      modes: [infer, train]
+      dtypes: [fp32, bf16]
+      threads: [2]
+      warmup: 2
+      repeats: 7
+      time_cap_s: 4.0         # per measurement, warm-up included
+      max_call_s: 10.0        # skip an implementation whose estimated call exceeds this
+      count: full             # FLOP convention: full | recurrent (DeepBench)
+      peak_size: 1024         # square GEMM used for the peak
+    shapes:
+      - {kind: lstm, seq_len: 25, batch: 64, input_size: 256, hidden_size: 256}
+      - {kind: gru, seq_len: 25, batch: 1, input_size: 256, hidden_size: 256, modes: [infer]}
+
+A shape may narrow ``impls``, ``modes`` and ``dtypes`` for itself. Command-line
+choices narrow them again (the intersection is measured).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from nervana_lstm.errors import UsageError
+
+__all__ = [
+    "BUILTIN",
+    "SUITE_DIR",
+    "Defaults",
+    "ShapeEntry",
+    "Suite",
+    "load_suite",
+    "suite_from_dict",
+]
+
+SUITE_DIR = Path(__file__).resolve().parents[1] / "configs" / "bench"
+#: suite names that resolve to files in :data:`SUITE_DIR`
+BUILTIN: tuple[str, ...] = ("quick", "deepbench")
+
+_KINDS = ("rnn", "lstm", "gru", "dglstm")
+_IMPLS = ("onednn", "native", "unfused", "premul", "compiled", "ipex", "openvino")
+_MODES = ("infer", "train")
+_DTYPES = ("fp32", "bf16", "int8")
+
+
+def _check_subset(values: list[str] | None, allowed: tuple[str, ...], what: str) -> Any:
+    if values is None:
+        return values
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"unknown {what} {bad}; expected some of {list(allowed)}")
+    if not values:
+        raise ValueError(f"{what} must not be empty")
+    return values
+
+
+class Defaults(BaseModel):
+    """Suite-wide settings; see the module docstring."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    impls: list[str] = Field(
+        default_factory=lambda: ["onednn", "native", "unfused", "premul", "ipex", "openvino"]
+    )
+    modes: list[str] = Field(default_factory=lambda: ["infer", "train"])
+    dtypes: list[str] = Field(default_factory=lambda: ["fp32", "bf16"])
+    threads: list[int] = Field(default_factory=lambda: [2])
+    warmup: int = Field(2, ge=0)
+    repeats: int = Field(7, ge=1)
+    time_cap_s: float = Field(4.0, gt=0)
+    max_call_s: float = Field(10.0, gt=0)
+    count: Literal["full", "recurrent"] = "full"
+    peak_size: int = Field(1024, ge=16)
+
+    @field_validator("impls")
+    @classmethod
+    def _impls(cls, v: list[str]) -> list[str]:
+        return _check_subset(v, _IMPLS, "implementation(s)")
+
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, v: list[str]) -> list[str]:
+        return _check_subset(v, _MODES, "mode(s)")
+
+    @field_validator("dtypes")
+    @classmethod
+    def _dtypes(cls, v: list[str]) -> list[str]:
+        return _check_subset(v, _DTYPES, "dtype(s)")
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v: list[int]) -> list[int]:
+        if not v or any(t < 1 for t in v):
+            raise ValueError("threads must be a non-empty list of positive integers")
+        return v
+
+
+class ShapeEntry(BaseModel):
+    """One problem size; ``impls``/``modes``/``dtypes`` optionally narrow the defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["rnn", "lstm", "gru", "dglstm"]
+    seq_len: int = Field(ge=1)
+    batch: int = Field(ge=1)
+    input_size: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    num_layers: int = Field(1, ge=1)
+    impls: list[str] | None = None
+    modes: list[str] | None = None
+    dtypes: list[str] | None = None
+    note: str | None = None
+
+    @field_validator("impls")
+    @classmethod
+    def _impls(cls, v: list[str] | None) -> list[str] | None:
+        return _check_subset(v, _IMPLS, "implementation(s)")
+
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, v: list[str] | None) -> list[str] | None:
+        return _check_subset(v, _MODES, "mode(s)")
+
+    @field_validator("dtypes")
+    @classmethod
+    def _dtypes(cls, v: list[str] | None) -> list[str] | None:
+        return _check_subset(v, _DTYPES, "dtype(s)")
+
+    @property
+    def label(self) -> str:
+        layers = f" L={self.num_layers}" if self.num_layers > 1 else ""
+        return (
+            f"{self.kind} T={self.seq_len} N={self.batch} I={self.input_size} "
+            f"H={self.hidden_size}{layers}"
+        )
+
+
+class Suite(BaseModel):
+    """A named list of shapes with defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    defaults: Defaults = Field(default_factory=Defaults)
+    shapes: list[ShapeEntry] = Field(min_length=1)
+    source: str | None = None  # the file it came from (set by the loader)
+
+
+def _format_error(exc: ValidationError, where: str) -> str:
+    problems = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        problems.append(f"{loc}: {err['msg']}")
+    more = f" (and {len(exc.errors()) - 5} more)" if len(exc.errors()) > 5 else ""
+    return f"invalid benchmark suite {where}: " + "; ".join(problems) + more
+
+
+def suite_from_dict(data: Any, where: str = "(dict)") -> Suite:
+    """Validate a parsed suite; raise :class:`UsageError` naming each bad key."""
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"invalid benchmark suite {where}: expected a mapping with 'name' and 'shapes', "
+            f"got {type(data).__name__}"
+        )
+    try:
+        return Suite.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(_format_error(exc, where)) from None
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """Load ``quick``/``deepbench`` from :data:`SUITE_DIR`, or a user's YAML file by path."""
+    if name_or_path in BUILTIN:
+        path = SUITE_DIR / f"{name_or_path}.yaml"
+    else:
+        path = Path(name_or_path)
+        if path.suffix not in (".yaml", ".yml"):
+            raise UsageError(
+                f"unknown suite {name_or_path!r}; expected one of {', '.join(BUILTIN)} "
+                "or a path to a .yaml file"
+            )
+    if not path.is_file():
+        raise UsageError(f"benchmark suite file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"benchmark suite {path} is not valid YAML: {exc}") from None
+    suite = suite_from_dict(data, str(path))
+    return suite.model_copy(update={"source": str(path)})
