@@ -1,0 +1,255 @@
+"""Run configs: schema, YAML rules, --set overrides, and bad input giving exit 2 without a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import string
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nervana_lstm.cli import main
+from nervana_lstm.config import (
+    EvalConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    parse_override,
+    yaml_scalar,
+)
+from nervana_lstm.errors import UsageError
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "train": TrainConfig, "eval": EvalConfig}
+MINIMAL = {"task": {"name": "adding", "options": {"T": 10}}}
+
+
+def run_main(args: list[str]) -> tuple[int, str]:
+    """``nervana-lstm ARGS`` in this process; returns (exit status, stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse's own usage errors
+            code = int(exc.code or 0)
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.task.name in ("adding", "copy", "charlm", "files")
+    # the resolved form is primitives only and reads back to the same config
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert yaml.safe_load(yaml.safe_dump(cfg.to_dict())) == cfg.to_dict()
+
+
+def test_yaml_reads_exponent_floats() -> None:
+    assert yaml_scalar("3e-3") == pytest.approx(0.003)
+    assert yaml_scalar("1E5") == pytest.approx(1e5)
+    assert yaml_scalar("7") == 7 and isinstance(yaml_scalar("7"), int)
+    assert yaml_scalar("true") is True
+    assert yaml_scalar("null") is None
+    assert yaml_scalar("[a, b]") == ["a", "b"]
+
+
+def test_overrides_apply_in_order_and_validate() -> None:
+    data = apply_overrides(MINIMAL, ["optim.lr=3e-3", "task.options.T=50", "optim.lr=0.5"])
+    cfg = config_from_dict(data)
+    assert cfg.optim.lr == 0.5
+    assert cfg.task.options == {"T": 50}
+    assert MINIMAL["task"]["options"] == {"T": 10}  # the input is not modified
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("model.hidden=3", "unknown key 'model.hidden'"),
+        ("modle.kind=gru", "unknown key 'modle'"),
+        ("model=3", "is a section"),
+        ("train.steps.max=3", "has no sub-keys"),
+        ("lr", "section.key=value"),
+        ("=3", "section.key=value"),
+        ("optim..lr=3", "empty part"),
+        ("optim.lr=[1, 2", "cannot parse value"),
+    ],
+)
+def test_bad_override_paths(text: str, fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment.replace(".", r"\.").replace("[", r"\[")):
+        parse_override(text)
+
+
+@pytest.mark.parametrize(
+    ("data", "fragments"),
+    [
+        (
+            {**MINIMAL, "model": {"hidden_size": "big"}},
+            ["model.hidden_size", "expected int", "big"],
+        ),
+        ({**MINIMAL, "model": {"kind": "transformer"}}, ["model.kind", "one of", "transformer"]),
+        ({**MINIMAL, "optim": {"lr": -1}}, ["optim.lr", "> 0", "-1"]),
+        ({**MINIMAL, "train": {"steps": 2.5}}, ["train.steps", "expected int", "2.5"]),
+        ({**MINIMAL, "model": {"wings": 2}}, ["model.wings", "unknown key", "allowed keys"]),
+        ({**MINIMAL, "extra": {}}, ["extra", "unknown key"]),
+        ({"model": {}}, ["task", "missing"]),
+        ({**MINIMAL, "model": {"kind": "gru", "forget_bias": 1.0}}, ["forget_bias", "no forget"]),
+        ({**MINIMAL, "train": [1, 2]}, ["train", "expected a mapping"]),
+    ],
+)
+def test_bad_values_name_path_type_and_value(data: dict, fragments: list[str]) -> None:
+    with pytest.raises(UsageError) as info:
+        config_from_dict(data)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: {name: adding\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(UsageError, match="expected a mapping"):
+        load_config(listy)
+
+
+# ------------------------------------------------- property tests through the CLI
+
+_LETTERS = st.text(alphabet=string.ascii_letters, min_size=1, max_size=12)
+_BOOL_WORDS = {"y", "n", "t", "f", "yes", "no", "on", "off", "true", "false"}
+_CONTAINERS = st.one_of(
+    st.lists(st.integers(), min_size=1, max_size=3),
+    st.dictionaries(_LETTERS, st.integers(), min_size=1, max_size=2),
+)
+
+
+def _leaf_fields() -> list[tuple[str, str, typing.Any]]:
+    out = []
+    for section, model in SECTIONS.items():
+        for name, info in model.model_fields.items():
+            out.append((section, name, info.annotation))
+    return out
+
+
+def _bad_value(annotation: typing.Any) -> st.SearchStrategy[typing.Any]:
+    """Values that can never satisfy ``annotation`` (bounds aside)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        allowed = set(typing.get_args(annotation))
+        return st.one_of(_LETTERS.filter(lambda s: s not in allowed), _CONTAINERS)
+    if annotation is bool:
+        return st.one_of(_CONTAINERS, _LETTERS.filter(lambda s: s.lower() not in _BOOL_WORDS))
+    # numbers (possibly optional), tuples of numbers: letters and mappings never fit
+    return st.one_of(
+        _LETTERS.filter(lambda s: s.lower() not in ("inf", "nan", "infinity")),
+        st.dictionaries(_LETTERS, st.integers(), min_size=1, max_size=2),
+    )
+
+
+_FIELDS = _leaf_fields()
+
+
+@st.composite
+def bad_configs(draw: st.DrawFn) -> tuple[dict, str]:
+    """A config with one wrong entry, and the key path the error must name."""
+    data = {"task": {"name": "adding", "options": {"T": 10}}, "train": {"steps": 1}}
+    kind = draw(st.sampled_from(["unknown_key", "wrong_type", "bad_task", "unknown_section"]))
+    if kind == "unknown_key":
+        section = draw(st.sampled_from(sorted(SECTIONS)))
+        key = draw(_LETTERS.filter(lambda k: k not in SECTIONS[section].model_fields))
+        data.setdefault(section, {})[key] = draw(st.integers())
+        return data, f"{section}.{key}"
+    if kind == "unknown_section":
+        key = draw(_LETTERS.filter(lambda k: k not in RunConfig.model_fields))
+        data[key] = {}
+        return data, key
+    if kind == "bad_task":
+        data["task"]["name"] = draw(
+            _LETTERS.filter(lambda s: s not in ("adding", "copy", "charlm", "files"))
+        )
+        return data, "task.name"
+    section, name, annotation = draw(st.sampled_from(_FIELDS))
+    data.setdefault(section, {})[name] = draw(_bad_value(annotation))
+    return data, f"{section}.{name}"
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("configs")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=bad_configs())
+def test_random_bad_configs_exit_2_without_traceback(case: tuple[dict, str], scratch: Path) -> None:
+    data, path = case
+    file = scratch / "bad.yaml"
+    file.write_text(yaml.safe_dump(data))
+    code, err = run_main(["train", "--config", str(file), "--out", str(scratch / "run")])
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert path in err
+    assert not (scratch / "run").exists()  # nothing written for a refused config
+
+
+def _never_valid(annotation: typing.Any, text: str) -> bool:
+    allowed = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
+    return text not in allowed and text.lower() not in ("inf", "nan", "null", "infinity")
+
+
+@settings(max_examples=60, deadline=None)
+@given(field=st.sampled_from([f for f in _FIELDS if f[2] is not bool]), data=st.data())
+def test_random_bad_set_values_exit_2(
+    field: tuple[str, str, typing.Any], data: st.DataObject, scratch: Path
+) -> None:
+    section, name, annotation = field
+    text = data.draw(_LETTERS.filter(lambda s: _never_valid(annotation, s)))
+    code, err = run_main(
+        [
+            "train",
+            "--config",
+            str(REPO / "configs" / "adding.yaml"),
+            "--set",
+            f"{section}.{name}={text}",
+        ]
+    )
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert f"{section}.{name}" in err and text in err
+
+
+@settings(max_examples=40, deadline=None)
+@given(doc=st.one_of(st.lists(st.integers(), max_size=3), st.integers(), _LETTERS))
+def test_non_mapping_documents_exit_2(doc: typing.Any, scratch: Path) -> None:
+    file = scratch / "doc.yaml"
+    file.write_text(yaml.safe_dump(doc))
+    code, err = run_main(["train", "--config", str(file)])
+    assert code == 2 and "Traceback" not in err
+    assert "expected a mapping" in err
+
+
+def test_cli_subprocess_unknown_key(cli, tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("task: {name: adding}\nmodel: {hidden: 8}\n")
+    proc = cli("train", "--config", str(file), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "model.hidden: unknown key" in proc.stderr
+
+
+def test_cli_subprocess_bad_set(cli) -> None:
+    proc = cli("train", "--config", "configs/adding.yaml", "--set", "optim.lr=fast")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "optim.lr: expected float" in proc.stderr and "'fast'" in proc.stderr
