@@ -96,6 +96,10 @@ class CharLMTask:
             )
         return stream, (stream - 1) // self.seq_len
 
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Batches in one pass over the training text (``C``)."""
+        return self.layout(batch_size)[1]
+
     def _chunk(self, ids: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         index = starts[:, None] + torch.arange(self.seq_len + 1)  # (N, seq_len + 1)
         window = ids[index]
