@@ -236,9 +236,7 @@ def _bounds(info: Any) -> str:
 
 
 def _format_error(err: Mapping[str, Any]) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    # Union members and tuple indices add location parts that name types, not keys.
-    keys = [p for p in loc if isinstance(p, str) and not _is_type_tag(p)]
+    keys = _key_path(err["loc"])
     path = ".".join(keys) or "(top level)"
     found = err.get("input")
     if err["type"] == "extra_forbidden":
@@ -261,9 +259,23 @@ def _format_error(err: Mapping[str, Any]) -> str:
     return f"{path}: {expected}got {found!r} ({type(found).__name__}): {msg}"
 
 
-def _is_type_tag(part: str) -> bool:
-    # pydantic names union branches like 'int', 'list[...]', 'literal[...]', 'none'
-    return part in ("int", "float", "str", "bool", "none") or "[" in part
+def _key_path(loc: tuple[Any, ...]) -> list[str]:
+    """Config keys of a pydantic error location, without the union/tuple parts it adds."""
+    keys: list[str] = []
+    model: type[BaseModel] = RunConfig
+    for i, part in enumerate(loc):
+        if not (isinstance(part, str) and part in model.model_fields):
+            keys.append(str(part))  # a key the schema does not know (extra_forbidden)
+            break
+        keys.append(part)
+        ann = model.model_fields[part].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+            continue
+        if model is TaskConfig and part == "options" and i + 1 < len(loc):
+            keys.append(str(loc[i + 1]))  # the option's own name
+        break
+    return keys
 
 
 def config_from_dict(data: Any, source: str = "config") -> RunConfig:
