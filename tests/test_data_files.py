@@ -187,7 +187,7 @@ def test_bad_npz_and_paths(tmp_path):
         with pytest.raises(UsageError, match=re.escape(fragment)):
             make_task("files", path=str(tmp_path / f"{name}.npz"))
     (tmp_path / "junk.npz").write_bytes(b"not a zip file at all")
-    with pytest.raises(UsageError, match=r"not a readable \.npz"):
+    with pytest.raises(UsageError, match=r"not an \.npz archive"):
         make_task("files", path=str(tmp_path / "junk.npz"))
     with pytest.raises(UsageError, match="does not exist"):
         make_task("files", path=str(tmp_path / "none.csv"))
@@ -243,3 +243,63 @@ def test_arbitrary_bytes_never_crash(tmp_path, blob):
         except UsageError:
             continue
         assert len(data.seqs) >= 1 and len(data.labels) == len(data.seqs)
+
+
+class _Trap:
+    """Unpickling this writes a file: proof that a loader ran code from the data."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_files_are_never_unpickled(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.npz"
+    path.write_bytes(pickle.dumps(_Trap(str(marker))))
+    for allow in (False, True):
+        with pytest.raises(UsageError, match=r"not an \.npz archive"):
+            make_task("files", path=str(path), allow_pickle=allow)
+    assert not marker.exists()
+    np.save(tmp_path / "plain.npy", np.zeros((2, 3, 1)))
+    (tmp_path / "plain.npy").rename(tmp_path / "plain.npz")
+    with pytest.raises(UsageError, match=r"not an \.npz archive"):
+        make_task("files", path=str(tmp_path / "plain.npz"))
+
+
+def test_csv_with_byte_order_mark(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeff".encode() + CSV.encode())
+    assert len(read_sequences(str(path), "classify").seqs) == 3
+
+
+@pytest.fixture(scope="module")
+def valid_npz(tmp_path_factory):
+    path = tmp_path_factory.mktemp("npz") / "ok.npz"
+    np.savez_compressed(
+        path, x=np.random.rand(5, 4, 2), lengths=np.array([4, 3, 2, 1, 4]), y=np.arange(5)
+    )
+    return path.read_bytes()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_damaged_npz_parses_or_is_a_usage_error(tmp_path, valid_npz, data):
+    blob = bytearray(valid_npz)
+    for _ in range(data.draw(st.integers(1, 4))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    # most damage sits inside the archive; a cut also loses the zip directory
+    cut = data.draw(st.sampled_from([len(blob), len(blob), len(blob), len(blob) // 2]))
+    path = tmp_path / "d.npz"
+    path.write_bytes(bytes(blob[:cut]))
+    try:
+        parsed = read_sequences(str(path), "classify")
+    except UsageError:
+        return
+    assert len(parsed.seqs) == len(parsed.labels) >= 1

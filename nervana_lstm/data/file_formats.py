@@ -72,8 +72,12 @@ def _number(text: str, where: str) -> float:
 def read_csv(path: str, kind: Kind) -> SequenceFile:
     """Read a long-format CSV (layout in the module docstring)."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f))
+        # utf-8-sig: spreadsheets often start a UTF-8 CSV with a byte-order mark
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            rows = list(reader)
+    except csv.Error as e:
+        raise UsageError(f"{path}:{reader.line_num}: not a readable CSV row ({e})") from None
     except UnicodeDecodeError as e:
         raise UsageError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
     except OSError as e:
@@ -154,11 +158,13 @@ def _numeric(array: np.ndarray, path: str, name: str) -> np.ndarray:
     return array
 
 
-def _lengths(arrays: dict, path: str, n: int, limit: int | None) -> np.ndarray:
+def _lengths(arrays: dict, path: str, n: int | None, limit: int | None) -> np.ndarray:
+    """``lengths`` as int64, checked: 1-D (``n`` entries if given), each in ``1..limit``."""
     lengths = _numeric(np.asarray(arrays["lengths"]), path, "lengths")
-    if lengths.shape != (n,) or lengths.dtype.kind not in "iu":
+    if lengths.ndim != 1 or (n is not None and len(lengths) != n) or lengths.dtype.kind not in "iu":
+        count = f"{n} integers" if n is not None else "integers"
         raise UsageError(
-            f"{path}: 'lengths' must be {n} integers (one per sequence), "
+            f"{path}: 'lengths' must be {count} (one per sequence), "
             f"got shape {lengths.shape} dtype {lengths.dtype}"
         )
     if n and (lengths.min() < 1 or (limit is not None and lengths.max() > limit)):
@@ -169,21 +175,51 @@ def _lengths(arrays: dict, path: str, n: int, limit: int | None) -> np.ndarray:
     return lengths.astype(np.int64)
 
 
-def _sequences(arrays: dict, path: str, allow_pickle: bool) -> list[np.ndarray]:
+def _load_npz(path: str, allow_pickle: bool) -> dict[str, np.ndarray]:
+    """The archive's ``x``, ``y`` and (if present) ``lengths``, read eagerly."""
+    # np.load unpickles a plain pickle file when allowed to: only ever hand it a zip archive.
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{path}: not an .npz archive (numpy.savez writes a zip file)")
+    arrays: dict[str, np.ndarray] = {}
+    name = "x"
     try:
-        x = arrays["x"]
-    except ValueError:  # numpy refuses object arrays without allow_pickle
+        with np.load(path, allow_pickle=allow_pickle) as npz:
+            missing = [k for k in ("x", "y") if k not in npz.files]
+            if missing:
+                raise UsageError(
+                    f"{path}: missing array(s) {', '.join(missing)}; found {npz.files}, "
+                    "expected 'x', 'y' and optionally 'lengths'"
+                )
+            for name in ("x", "y", "lengths"):
+                if name in npz.files:
+                    arrays[name] = npz[name]
+    except UsageError:
+        raise
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise UsageError(f"{path}: not a readable .npz file ({e})") from None
         raise UsageError(
-            f"{path}: 'x' is an object array, which NumPy can load only by unpickling "
-            "(that can run code from the file); save it padded (N, T, F) with 'lengths', "
-            "or flat (sum T, F) with 'lengths', or pass allow_pickle=true for a file you trust"
+            f"{path}: array '{name}' is an object array, which NumPy can load only by "
+            "unpickling (that can run code from the file); save 'x' padded (N, T, F) or flat "
+            "(sum T, F) with 'lengths', or pass allow_pickle=true for a file you trust"
         ) from None
+    except Exception as e:  # a damaged archive fails in zipfile, zlib or numpy's header parser
+        raise UsageError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    return arrays
+
+
+def _sequences(arrays: dict[str, np.ndarray], path: str) -> list[np.ndarray]:
+    x = arrays["x"]
     if x.dtype == object:
         if x.ndim != 1:
             raise UsageError(f"{path}: an object array 'x' must be 1-D, got shape {x.shape}")
         seqs = []
-        for i, s in enumerate(x):
-            s = _numeric(np.asarray(s), path, f"x[{i}]")
+        for i, item in enumerate(x):
+            try:
+                s = np.asarray(item)
+            except (ValueError, TypeError):  # e.g. a ragged nested list
+                raise UsageError(f"{path}: x[{i}] is not a (T, F) array") from None
+            s = _numeric(s, path, f"x[{i}]")
             s = s[:, None] if s.ndim == 1 else s
             if s.ndim != 2 or len(s) == 0:
                 raise UsageError(f"{path}: x[{i}] must be (T, F) with T >= 1, got shape {s.shape}")
@@ -191,6 +227,8 @@ def _sequences(arrays: dict, path: str, allow_pickle: bool) -> list[np.ndarray]:
         return seqs
     x = _numeric(x, path, "x")
     if x.ndim == 3:
+        if x.shape[1] == 0:
+            raise UsageError(f"{path}: padded 'x' {x.shape} has no time steps")
         lengths = (
             _lengths(arrays, path, len(x), x.shape[1])
             if "lengths" in arrays
@@ -203,7 +241,9 @@ def _sequences(arrays: dict, path: str, allow_pickle: bool) -> list[np.ndarray]:
                 f"{path}: a 2-D 'x' {x.shape} is read as sequences laid end to end and needs "
                 "'lengths'; for padded data give 'x' a feature axis: (N, T, F)"
             )
-        lengths = _lengths(arrays, path, len(np.asarray(arrays["lengths"]).reshape(-1)), None)
+        lengths = _lengths(arrays, path, None, None)
+        if len(lengths) == 0:
+            return []
         if lengths.sum() != len(x):
             raise UsageError(
                 f"{path}: 'lengths' add up to {lengths.sum()} but 'x' has {len(x)} rows"
@@ -214,26 +254,17 @@ def _sequences(arrays: dict, path: str, allow_pickle: bool) -> list[np.ndarray]:
 
 def read_npz(path: str, kind: Kind, allow_pickle: bool = False) -> SequenceFile:
     """Read an ``.npz`` file (layouts in the module docstring)."""
-    try:
-        arrays = np.load(path, allow_pickle=allow_pickle)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise UsageError(f"{path}: not a readable .npz file ({e})") from None
-    with arrays:
-        missing = [k for k in ("x", "y") if k not in arrays.files]
-        if missing:
-            raise UsageError(
-                f"{path}: missing array(s) {', '.join(missing)}; found {arrays.files}, "
-                "expected 'x', 'y' and optionally 'lengths'"
-            )
-        seqs = _sequences(arrays, path, allow_pickle)
-        y = np.asarray(arrays["y"])
+    arrays = _load_npz(path, allow_pickle)
+    seqs = _sequences(arrays, path)
+    y = arrays["y"]
     if not seqs:
         raise UsageError(f"{path}: holds no sequences")
     widths = {s.shape[1] for s in seqs}
     if len(widths) != 1:
         raise UsageError(f"{path}: sequences have different feature counts {sorted(widths)}")
-    if len(y) != len(seqs):
-        raise UsageError(f"{path}: 'y' has {len(y)} rows but 'x' holds {len(seqs)} sequences")
+    if y.ndim == 0 or len(y) != len(seqs):
+        rows = "a single value" if y.ndim == 0 else f"{len(y)} rows"
+        raise UsageError(f"{path}: 'y' has {rows} but 'x' holds {len(seqs)} sequences")
     tensors = [torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)) for s in seqs]
     names = [f"x{i}" for i in range(widths.pop())]
     if kind == "regress":
