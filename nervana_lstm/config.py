@@ -64,7 +64,7 @@ OptionValue = int | float | str | bool | None | list[int | float | str | bool]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TaskConfig(_Section):
