@@ -1,4 +1,25 @@
-"""Training data: synthetic memory tasks, character text, and users' own sequence files."""
+"""Training data: synthetic memory tasks, character text, and users' own sequence files.
+
+``make_task(name, **options)`` builds one of:
+
+========  ==========================================  ===================  ==========================
+name      options (defaults)                          input -> target      metrics
+========  ==========================================  ===================  ==========================
+adding    T=100, seed=0, eval_size=1000                (T,N,2) -> (N,1)     mse, mse_baseline 1/6,
+                                                                           mse_ratio
+copy      T=100, seed=0, eval_size=1000                tokens (T+20,N) ->   ce, ce_baseline
+                                                       per-step classes     10 ln 8/(T+20), ce_ratio,
+                                                                           recall_accuracy
+charlm    seq_len=100, corpus="pydoc_topics", seed=0,  tokens (T,N) ->      loss (nats), bpc
+          eval_fraction=0.05                           next char, stateful
+files     path, target="classify", seed=0,             (T,N,F) + lengths -> loss, accuracy
+          eval_fraction=0.1, pool_batches=32,          (N,) class or        (or mse, rmse)
+          allow_pickle=False                           (N,O) values
+========  ==========================================  ===================  ==========================
+
+Every task's training batch is a pure function of ``(seed, step, rank, world_size)``
+(see ``base``); nothing here reads a file or the corpus until a task is built.
+"""
 
 from __future__ import annotations
 
