@@ -1,0 +1,29 @@
+"""Recurrent cells: plain RNN, LSTM, GRU and Depth-Gated LSTM, fused and reference.
+
+Build any of them with :func:`make_rnn`; all share torch.nn's parameter names and
+layouts, so state_dicts move between the two implementations and ``torch.nn``.
+The per-step cell functions (``*_cell`` from the input, ``*_step`` from a
+precomputed input projection) take explicit weights and do one matmul per gate.
+"""
+
+from __future__ import annotations
+
+from nervana_lstm.cells.common import IMPLS, KINDS
+from nervana_lstm.cells.factory import count_params, make_rnn, param_formula
+from nervana_lstm.cells.gru import gru_cell, gru_step
+from nervana_lstm.cells.lstm import lstm_cell, lstm_step
+from nervana_lstm.cells.rnn import rnn_cell, rnn_step
+
+__all__ = [
+    "IMPLS",
+    "KINDS",
+    "count_params",
+    "gru_cell",
+    "gru_step",
+    "lstm_cell",
+    "lstm_step",
+    "make_rnn",
+    "param_formula",
+    "rnn_cell",
+    "rnn_step",
+]
