@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from nervana_lstm.cells.common import IMPLS, KINDS
 from nervana_lstm.cells.factory import count_params, make_rnn, param_formula
-from nervana_lstm.cells.gru import gru_cell, gru_step
-from nervana_lstm.cells.lstm import lstm_cell, lstm_step
-from nervana_lstm.cells.rnn import rnn_cell, rnn_step
+from nervana_lstm.cells.reference import (
+    dglstm_cell,
+    dglstm_step,
+    gru_cell,
+    gru_step,
+    lstm_cell,
+    lstm_step,
+    rnn_cell,
+    rnn_step,
+)
 
 __all__ = [
     "IMPLS",
     "KINDS",
     "count_params",
+    "dglstm_cell",
+    "dglstm_step",
     "gru_cell",
     "gru_step",
     "lstm_cell",

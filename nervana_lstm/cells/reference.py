@@ -1,0 +1,26 @@
+"""The per-step reference cell functions in one place, for callers that build their own loops.
+
+``*_cell(x, state, weights...)`` runs one step from the input with one matmul per
+gate and operand; ``*_step(gx, state, ...)`` runs it from a precomputed input
+projection ``gx = W_ih x_t + b_ih`` (so a caller can hoist the input GEMM of all
+steps out of the loop). Weights are passed explicitly in torch.nn's layout; see
+each kind's module for the equations.
+"""
+
+from __future__ import annotations
+
+from nervana_lstm.cells.dglstm import dglstm_cell, dglstm_step
+from nervana_lstm.cells.gru import gru_cell, gru_step
+from nervana_lstm.cells.lstm import lstm_cell, lstm_step
+from nervana_lstm.cells.rnn import rnn_cell, rnn_step
+
+__all__ = [
+    "dglstm_cell",
+    "dglstm_step",
+    "gru_cell",
+    "gru_step",
+    "lstm_cell",
+    "lstm_step",
+    "rnn_cell",
+    "rnn_step",
+]
