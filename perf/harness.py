@@ -85,8 +85,12 @@ def plan(suite: Suite, sel: Selection) -> list[Planned]:
         threads = list(sel.threads) if sel.threads is not None else list(d.threads)
         for mode in modes:
             for dtype in dtypes:
+                if dtype == "int8" and mode == "train":
+                    continue  # int8 is an inference-only OpenVINO path
                 for nthreads in threads:
                     for impl in IMPLS:
+                        if dtype == "int8" and impl != "openvino":
+                            continue  # torch paths have no int8 RNN; OpenVINO + NNCF does
                         spec = Spec(
                             kind=entry.kind,
                             impl=impl,
@@ -177,16 +181,56 @@ def _measure_peaks(
     return peaks
 
 
-def _time_one(spec: Spec, d: Any) -> tuple[dict[str, Any], Any]:
+def _measure_group(members: list[tuple[dict[str, Any], Planned]], d: Any, log: Callable) -> None:
+    """Build every implementation of one (shape, mode, dtype, threads), then time them interleaved."""
     from perf.impls import build
-    from perf.runner import pinned_threads, time_callable
+    from perf.runner import pinned_threads, time_interleaved
 
-    variant = build(spec)
-    with pinned_threads(spec.threads):
-        timing = time_callable(
-            variant.call, warmup=d.warmup, repeats=d.repeats, time_cap_s=d.time_cap_s
-        )
-    return timing.as_dict(), variant
+    variants = {}
+    for row, p in members:
+        try:
+            variants[row["id"]] = build(p.spec)
+        except Unavailable as exc:
+            row["status"], row["reason"] = "n/a", str(exc)
+        except Exception as exc:  # a failure is a result too; keep measuring the rest
+            row["status"], row["reason"] = "error", f"{type(exc).__name__}: {exc}"
+            log(f"error {p.spec.key}: {row['reason']}")
+    if variants:
+        threads = members[0][1].spec.threads
+        calls = {rid: v.call for rid, v in variants.items()}
+        try:
+            with pinned_threads(threads):
+                timings = time_interleaved(
+                    calls, warmup=d.warmup, repeats=d.repeats, time_cap_s=d.time_cap_s
+                )
+        except Exception:  # find the culprit: time each alone so one failure spares the rest
+            timings = {}
+            for rid, fn in calls.items():
+                try:
+                    with pinned_threads(threads):
+                        timings.update(
+                            time_interleaved(
+                                {rid: fn},
+                                warmup=d.warmup,
+                                repeats=d.repeats,
+                                time_cap_s=d.time_cap_s,
+                            )
+                        )
+                except Exception as exc:
+                    row = next(r for r, _ in members if r["id"] == rid)
+                    row["status"], row["reason"] = "error", f"{type(exc).__name__}: {exc}"
+                    log(f"error {rid}: {row['reason']}")
+        for row, _ in members:
+            if row["id"] not in timings:
+                continue
+            variant, timing = variants[row["id"]], timings[row["id"]].as_dict()
+            row.update(status="ok", timing=timing, backend=variant.backend, build_s=variant.build_s)
+            row["notes"] += variant.notes
+            if variant.proof:
+                row["proof"]["openvino"] = variant.proof
+            log(f"ok    {row['id']}: {timing['median_ms']:.3f} ms (IQR {timing['iqr_pct']:.1f}%)")
+    variants.clear()
+    gc.collect()
 
 
 def run_suite(
@@ -216,39 +260,25 @@ def run_suite(
     peaks = _measure_peaks(rows, d.peak_size, per_instance, log)
     overhead = timer_overhead()
 
+    groups: dict[tuple[Any, ...], list[tuple[dict[str, Any], Planned]]] = {}
     for row, p in zip(rows, planned, strict=True):
-        spec = p.spec
         if row["status"] != "pending":
             continue
-        peak_dtype = "bf16" if spec.dtype == "int8" else spec.dtype
-        peak = peaks.get(_peak_key(peak_dtype, per_instance or spec.threads))
-        est = estimate_call_s(spec, d.count, peak["gflops"] if peak else None)
+        peak_dtype = "bf16" if p.spec.dtype == "int8" else p.spec.dtype
+        peak = peaks.get(_peak_key(peak_dtype, per_instance or p.spec.threads))
+        est = estimate_call_s(p.spec, d.count, peak["gflops"] if peak else None)
         if est is not None and est > d.max_call_s:
             row["status"] = "skipped"
             row["reason"] = (
-                f"estimated {est:.1f} s per call (FLOPs / {EFFICIENCY[spec.impl]:.0%} of the "
+                f"estimated {est:.1f} s per call (FLOPs / {EFFICIENCY[p.spec.impl]:.0%} of the "
                 f"measured peak) exceeds this suite's max_call_s={d.max_call_s:g}"
             )
             continue
-        if sel.instances > 1:
-            continue  # measured together below
-        try:
-            timing, variant = _time_one(spec, d)
-        except Unavailable as exc:
-            row["status"], row["reason"] = "n/a", str(exc)
-            log(f"n/a   {spec.key}: {exc}")
-            continue
-        except Exception as exc:  # a failure is a result too; keep measuring the rest
-            row["status"], row["reason"] = "error", f"{type(exc).__name__}: {exc}"
-            log(f"error {spec.key}: {row['reason']}")
-            continue
-        row.update(status="ok", timing=timing, backend=variant.backend, build_s=variant.build_s)
-        row["notes"] += variant.notes
-        if variant.proof:
-            row["proof"]["openvino"] = variant.proof
-        log(f"ok    {spec.key}: {timing['median_ms']:.3f} ms (IQR {timing['iqr_pct']:.1f}%)")
-        del variant
-        gc.collect()
+        gkey = (p.spec.kind, tuple(p.spec.shape.items()), p.spec.mode, p.spec.dtype, p.spec.threads)
+        groups.setdefault(gkey, []).append((row, p))
+    if sel.instances == 1:
+        for members in groups.values():
+            _measure_group(members, d, log)
 
     if sel.instances > 1:
         from perf.instances import run_instances

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,6 +46,9 @@ __all__ = [
     "Variant",
     "build",
 ]
+
+# torch warns about TF32 on Intel GPUs each time mkldnn flags are set (the native path)
+warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
 
 IMPLS: tuple[str, ...] = (
     "onednn",

@@ -27,10 +27,16 @@ _SEQ_LAYER = "RNNSeq"
 
 
 def _quantize(model: Any, x: Any) -> Any:
+    import contextlib
+    import io
+    import logging
+
     import nncf
 
+    nncf.set_log_level(logging.ERROR)
     data = nncf.Dataset([{"x": x}])
-    return nncf.quantize(model, data, subset_size=1)
+    with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws progress bars on stdout
+        return nncf.quantize(model, data, subset_size=1)
 
 
 def build_openvino(spec: Spec) -> Variant:

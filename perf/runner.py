@@ -15,7 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
-__all__ = ["Timing", "affinity", "pinned_threads", "time_callable", "timer_overhead"]
+__all__ = [
+    "Timing",
+    "affinity",
+    "pinned_threads",
+    "time_callable",
+    "time_interleaved",
+    "timer_overhead",
+]
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,10 @@ def time_callable(
         ):
             capped = True
             break
+    return _timing(samples, done_warmup, capped)
+
+
+def _timing(samples: list[float], warmup: int, capped: bool) -> Timing:
     q1, q3 = _quartiles(samples)
     return Timing(
         median_ms=statistics.median(samples),
@@ -100,9 +111,60 @@ def time_callable(
         min_ms=min(samples),
         max_ms=max(samples),
         repeats=len(samples),
-        warmup=done_warmup,
+        warmup=warmup,
         capped=capped,
     )
+
+
+def time_interleaved(
+    calls: dict[str, Callable[[], object]],
+    *,
+    warmup: int = 2,
+    repeats: int = 10,
+    min_repeats: int = 3,
+    time_cap_s: float | None = None,
+) -> dict[str, Timing]:
+    """Time several callables in round-robin order: A B C A B C ...
+
+    On a shared machine the load drifts over seconds; interleaving exposes
+    every implementation to the same drift, so their *ratios* stay fair even
+    when absolute times move. ``time_cap_s`` is the budget of each callable
+    (the group's budget is that times ``len(calls)``), with the same rules as
+    :func:`time_callable`.
+    """
+    if not calls:
+        return {}
+    names = list(calls)
+    start = time.perf_counter()
+    budget = None if time_cap_s is None else time_cap_s * len(names)
+    capped = False
+    done_warmup = 0
+    for _ in range(warmup):
+        for name in names:
+            calls[name]()
+        done_warmup += 1
+        if budget is not None and time.perf_counter() - start > budget:
+            capped = True
+            break
+    floor = 1 if capped else min(min_repeats, repeats)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    clock = time.perf_counter_ns
+    for i in range(repeats):
+        for name in names:
+            fn = calls[name]
+            t0 = clock()
+            fn()
+            t1 = clock()
+            samples[name].append((t1 - t0) / 1e6)
+        if (
+            budget is not None
+            and i + 1 >= floor
+            and i + 1 < repeats
+            and time.perf_counter() - start > budget
+        ):
+            capped = True
+            break
+    return {name: _timing(samples[name], done_warmup, capped) for name in names}
 
 
 def timer_overhead(repeats: int = 2000) -> Timing:
