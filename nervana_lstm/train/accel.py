@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -98,6 +99,9 @@ def apply_backend(
     """Prepare ``model`` and ``optimizer`` for ``backend``; IPEX returns optimized copies."""
     if backend == "ipex":
         ipex = backends.import_ipex()
+        # IPEX's LSTM op has no registered autograd kernel; torch warns on every backward
+        # although the gradients match nn.LSTM's (measured), so the warning is noise here.
+        warnings.filterwarnings("ignore", message=".*an autograd kernel was not registered")
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         model.train()
         with backends.quiet_native_output():
