@@ -121,18 +121,23 @@ class ReferenceStack(nn.Module):
         above needs it.
         """
         steps = x.shape[0]
+        # unbind once rather than index x[t]: backward of an index op would scatter
+        # each step's gradient into a fresh (T, N, I) buffer
+        x_t = x.unbind(0)
+        lower_t = None if lower is None else lower.unbind(0)
+        mask_t = None if mask is None else mask.unbind(0)
         outs: list[torch.Tensor] = [x] * steps  # placeholders, every slot is overwritten
         cells: list[torch.Tensor] = []
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         for t in order:
-            new = self._cell(k, reverse, x[t], state, None if lower is None else lower[t])
-            if mask is None:
+            new = self._cell(k, reverse, x_t[t], state, None if lower_t is None else lower_t[t])
+            if mask_t is None:
                 state = new
                 outs[t] = new[0]
             else:
                 # padded steps keep the state; the backward direction thus starts at
                 # each sequence's own last step, since everything after it is padding
-                m = mask[t]  # (N, 1)
+                m = mask_t[t]  # (N, 1)
                 state = tuple(torch.where(m, n, s) for n, s in zip(new, state, strict=True))
                 outs[t] = torch.where(m, new[0], new[0].new_zeros(()))
             if self._needs_lower_cells:

@@ -83,19 +83,25 @@ class DGLSTMFused(DGLSTMReference):
             depth = proj[..., 4 * h_size :] + w_ld * lower  # (T, N, H)
         h, c = state
         steps = x.shape[0]
+        # unbind once: indexing gx[t] in the loop would make backward scatter each
+        # step's gradient into a fresh (T, N, 5H) buffer
+        gx_t = gx.unbind(0)
+        depth_t = None if depth is None else depth.unbind(0)
+        lower_t = None if lower is None else lower.unbind(0)
+        mask_t = None if mask is None else mask.unbind(0)
         outs: list[torch.Tensor] = [x] * steps
         cells: list[torch.Tensor] = [x] * steps
         for t in range(steps):
-            gates = gx[t] + F.linear(h, w_hh, b_hh)  # (N, 4H): one GEMM per step
-            if depth is None:
+            gates = gx_t[t] + F.linear(h, w_hh, b_hh)  # (N, 4H): one GEMM per step
+            if depth_t is None:
                 h_new, c_new = lstm_pointwise(gates, c)
             else:
-                h_new, c_new = dglstm_pointwise(gates, depth[t], c, lower[t], w_cd)
-            if mask is None:
+                h_new, c_new = dglstm_pointwise(gates, depth_t[t], c, lower_t[t], w_cd)
+            if mask_t is None:
                 h, c = h_new, c_new
                 outs[t] = h
             else:
-                m = mask[t]  # (N, 1)
+                m = mask_t[t]  # (N, 1)
                 h, c = torch.where(m, h_new, h), torch.where(m, c_new, c)
                 outs[t] = torch.where(m, h_new, h_new.new_zeros(()))
             cells[t] = c
