@@ -9,7 +9,8 @@ precomputed input projection) take explicit weights and do one matmul per gate.
 from __future__ import annotations
 
 from nervana_lstm.cells.common import IMPLS, KINDS
-from nervana_lstm.cells.factory import count_params, make_rnn, param_formula
+from nervana_lstm.cells.counts import count_params, param_formula
+from nervana_lstm.cells.factory import make_rnn
 from nervana_lstm.cells.reference import (
     dglstm_cell,
     dglstm_step,
