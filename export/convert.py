@@ -17,6 +17,7 @@ Tensors are named ``x`` (input, ``(T, N, F)`` or ``(N, T, F)`` with
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from nervana_lstm.errors import UsageError
@@ -68,8 +69,9 @@ def convert_rnn(
 
     Args:
         module: an ``nn.LSTM``/``nn.GRU``/``nn.RNN``, or a toolkit module built by
-            ``make_rnn(kind, "fused", ...)`` (its inner ``.module`` is converted, so the
-            result holds a single ``*Sequence`` op). The module is put in eval mode.
+            ``make_rnn(kind, "fused", ...)`` for rnn/lstm/gru (its inner ``.module`` is
+            converted, so the result holds a single ``*Sequence`` op). The module is put
+            in eval mode.
         input_size: features per step; read from the module when omitted.
         batch_first: layout of ``x``; read from the module when omitted.
         example_steps, example_batch: size of the example used for tracing.
@@ -79,23 +81,29 @@ def convert_rnn(
         dynamic) and outputs ``y``, ``h_n`` and, for an LSTM, ``c_n``.
 
     Raises:
-        UsageError: the module's input size cannot be found, or conversion fails.
+        UsageError: the module is not a fused torch RNN, its input size cannot be
+            found, or conversion fails.
     """
     import openvino as ov
     import torch
 
     inner = getattr(module, "module", module)
     if not isinstance(inner, torch.nn.RNNBase):
-        inner = module
-    size = input_size if input_size is not None else getattr(inner, "input_size", None)
-    if size is None:
-        raise UsageError("convert_rnn needs input_size: the module has no input_size attribute")
+        # tracing a Python loop over time would unroll it to the example's length and
+        # give a model that is silently wrong for any other sequence length
+        raise UsageError(
+            f"convert_rnn converts fused torch.nn.LSTM/GRU/RNN modules (or a toolkit module "
+            f"wrapping one as .module); {type(module).__name__} steps through time in Python"
+        )
+    size = input_size if input_size is not None else inner.input_size
     first = batch_first if batch_first is not None else bool(getattr(inner, "batch_first", False))
     inner = inner.eval()
     dims = (example_batch, example_steps) if first else (example_steps, example_batch)
     example = torch.zeros(*dims, int(size))
     try:
-        with torch.no_grad():
+        # torch.nn's size checks warn when traced; the example sizes are not baked in
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             model = ov.convert_model(
                 _flat_outputs_module(inner),
                 example_input=example,

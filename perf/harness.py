@@ -157,6 +157,12 @@ def _row(planned: Planned, count: str) -> dict[str, Any]:
     }
 
 
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """An exception as one line for a report cell (native errors span many lines)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _peak_key(dtype: str, threads: int) -> str:
     return f"{dtype}/t{threads}"
 
@@ -191,9 +197,9 @@ def _measure_group(members: list[tuple[dict[str, Any], Planned]], d: Any, log: C
         try:
             variants[row["id"]] = build(p.spec)
         except Unavailable as exc:
-            row["status"], row["reason"] = "n/a", str(exc)
+            row["status"], row["reason"] = "n/a", " ".join(str(exc).split())
         except Exception as exc:  # a failure is a result too; keep measuring the rest
-            row["status"], row["reason"] = "error", f"{type(exc).__name__}: {exc}"
+            row["status"], row["reason"] = "error", _one_line(exc)
             log(f"error {p.spec.key}: {row['reason']}")
     if variants:
         threads = members[0][1].spec.threads
@@ -218,7 +224,7 @@ def _measure_group(members: list[tuple[dict[str, Any], Planned]], d: Any, log: C
                         )
                 except Exception as exc:
                     row = next(r for r, _ in members if r["id"] == rid)
-                    row["status"], row["reason"] = "error", f"{type(exc).__name__}: {exc}"
+                    row["status"], row["reason"] = "error", _one_line(exc)
                     log(f"error {rid}: {row['reason']}")
         for row, _ in members:
             if row["id"] not in timings:

@@ -24,6 +24,18 @@ GRU_INT8_REASON = (
 )
 _PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 _SEQ_LAYER = "RNNSeq"
+#: largest |OpenVINO - torch fp32| output difference accepted before timing
+_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2, "int8": 1e-1}
+
+
+def _max_error(net: Any, x: Any, request: Any) -> float:
+    import numpy as np
+    import torch
+
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x))[0].numpy()  # (T, N, H)
+    got = request.infer({"x": x})["y"]
+    return float(np.abs(np.asarray(got) - ref).max())
 
 
 def _quantize(model: Any, x: Any) -> Any:
@@ -98,10 +110,22 @@ def build_openvino(spec: Spec) -> Variant:
             f"(it ran in {seq_precision or 'no RNNSeq layer'})"
         )
 
+    error = _max_error(net, x, request)
+    if error > _TOLERANCE[spec.dtype]:
+        raise Unavailable(
+            f"OpenVINO output differs from torch by {error:.2e} (> {_TOLERANCE[spec.dtype]:g} "
+            f"allowed at {spec.dtype}); not timing a model that computes something else"
+        )
+
     def call() -> object:
         return request.infer({"x": x})
 
-    proof = {"layers": summary, "sequence_precision": seq_precision, "precision_hint": precision}
+    proof = {
+        "layers": summary,
+        "sequence_precision": seq_precision,
+        "precision_hint": precision,
+        "max_abs_error_vs_torch": error,
+    }
     backend = f"OpenVINO {_SEQ_LAYER} in {seq_precision or '?'}"
     return Variant(spec, call, backend, build_s=build_s, proof=proof, notes=notes)
 
