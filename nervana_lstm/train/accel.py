@@ -40,6 +40,7 @@ __all__ = [
     "choose_backend",
     "describe",
     "impl_for",
+    "master_state_dict",
     "time_steps",
 ]
 
@@ -110,6 +111,33 @@ def apply_backend(
         # someone switched oneDNN off in this process; the named backend needs it
         torch.backends.mkldnn.enabled = True
     return model, optimizer
+
+
+def master_state_dict(
+    model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, torch.Tensor]:
+    """The model's weights at full precision, as the optimizer holds them.
+
+    After ``ipex.optimize(..., dtype=torch.bfloat16)`` the modules compute with
+    bf16 copies while the optimizer updates fp32 master parameters
+    (``optimizer.params_attr``). IPEX's own Linear returns the master in
+    ``state_dict()``; its LSTM returns the bf16 copy, so those entries are replaced
+    here by their masters (matched by storage). Otherwise this is ``state_dict()``.
+    """
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    attrs = getattr(optimizer, "params_attr", None)
+    if not attrs:
+        return state
+    masters = {}
+    for master, attr in attrs.items():
+        copy = getattr(attr, "parameter", None)
+        if isinstance(copy, torch.Tensor) and copy.shape == master.shape:
+            masters[copy.data_ptr()] = master
+    for key, value in model.state_dict().items():
+        master = masters.get(value.data_ptr())
+        if master is not None and value.dtype != master.dtype:
+            state[key] = master.detach().clone()
+    return state
 
 
 def time_steps(step: Callable[[], None], warmup: int = 2, repeats: int = 3) -> float:

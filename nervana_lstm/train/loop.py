@@ -299,7 +299,7 @@ def _run(
             "backend": choice.backend,
             "precision": tc.precision,
             "world_size": ctx.world_size,
-            "model": {k: v.detach().clone() for k, v in _unwrap(model).state_dict().items()},
+            "model": accel.master_state_dict(_unwrap(model), optimizer),
             "optimizer": optimizer.state_dict(),
             "rng": rng,
             "carry": list(full_carry) if isinstance(full_carry, tuple) else full_carry,
