@@ -1,0 +1,243 @@
+"""``nervana-lstm train``: every task learns, backends and precision, NaN stop, sampling, heads."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from nervana_lstm import backends
+from nervana_lstm.config import ModelConfig, OptimConfig, config_from_dict
+from nervana_lstm.data import TaskSpec
+from nervana_lstm.errors import BackendUnavailable, UsageError
+from nervana_lstm.models import build_model
+from nervana_lstm.train.checkpoint import load_checkpoint
+from nervana_lstm.train.loop import RunResult, run_training
+from nervana_lstm.train.report import read_metrics
+from nervana_lstm.train.schedule import lr_at
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "adding": {
+        "task": {"name": "adding", "options": {"T": 8, "eval_size": 64}},
+        "model": {"kind": "lstm", "hidden_size": 16, "forget_bias": 1.0},
+        "optim": {"lr": 1e-2},
+    },
+    "copy": {
+        "task": {"name": "copy", "options": {"T": 3, "eval_size": 64}},
+        "model": {"kind": "gru", "hidden_size": 24, "embedding_dim": 8},
+        "optim": {"lr": 1e-2},
+    },
+    "charlm": {
+        "task": {"name": "charlm", "options": {"seq_len": 16}},
+        "model": {"kind": "lstm", "hidden_size": 32, "embedding_dim": 16},
+        "optim": {"lr": 1e-2},
+    },
+    "files": {
+        "task": {"name": "files", "options": {"path": str(REPO / "configs/data/sines.csv")}},
+        "model": {"kind": "rnn", "hidden_size": 16},
+        "optim": {"lr": 1e-2},
+    },
+}
+
+
+def tiny(name: str, **train: object) -> dict:
+    data = json.loads(json.dumps(TINY[name]))
+    data["train"] = {
+        "steps": 30, "batch_size": 8, "threads": 1, "log_every": 5, "accel": "onednn", **train
+    }  # fmt: skip
+    data["eval"] = {"every": 15}
+    return data
+
+
+def train(data: dict, out: Path, **kw: object) -> tuple[RunResult, str]:
+    buf = io.StringIO()
+    console = Console(file=buf, soft_wrap=True, width=200)
+    result = run_training(config_from_dict(data), out, console=console, progress=False, **kw)
+    return result, buf.getvalue()
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_every_task_trains_and_its_loss_falls(name: str, tmp_path: Path) -> None:
+    result, log = train(tiny(name), tmp_path / "run")
+    assert result.exit_code == 0 and result.step == 30
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    losses = [r["loss"] for r in records if r["split"] == "train"]
+    assert len(losses) == 6
+    assert losses[-1] < losses[0], losses
+    evals = [r for r in records if r["split"] == "eval"]
+    assert [r["step"] for r in evals] == [15, 30]
+    assert all(math.isfinite(r["loss"]) for r in evals)
+    run = tmp_path / "run"
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert config_from_dict(json.loads(json.dumps(_yaml(run / "config.yaml")))).task.name == name
+    info = json.loads((run / "run.json").read_text())
+    assert (info["backend"], info["precision"]) == ("onednn", "fp32")
+    assert "backend: onednn" in log and "precision: fp32" in log
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 30 and state["config"]["task"]["name"] == name
+
+
+def _yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def test_task_figures_are_reported(tmp_path: Path) -> None:
+    _, log = train(tiny("adding", steps=15), tmp_path / "a")
+    assert "mse_ratio" in log and "mse_baseline 0.1667" in log
+    _, log = train(tiny("charlm", steps=15), tmp_path / "c")
+    assert "bpc" in log
+
+
+def test_reference_backend_in_bf16(tmp_path: Path) -> None:
+    result, log = train(tiny("adding", accel="reference", precision="bf16"), tmp_path / "r")
+    assert (result.backend, result.precision) == ("reference", "bf16")
+    assert "unfused reference lstm" in log and "bf16 (CPU autocast, fp32 master weights)" in log
+    state = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+    assert all(v.dtype == torch.float32 for v in state["model"].values())  # fp32 masters
+
+
+def test_auto_measures_each_available_backend_and_says_why(tmp_path: Path) -> None:
+    result, log = train(tiny("adding", accel="auto", steps=5), tmp_path / "auto")
+    info = json.loads((tmp_path / "auto" / "run.json").read_text())
+    available = [b for b in ("ipex", "onednn", "reference") if backends.backend_status(b).available]
+    assert sorted(info["auto_timings_s"]) == sorted(available)
+    assert result.backend == min(info["auto_timings_s"], key=info["auto_timings_s"].get)
+    assert "chosen because: fastest measured training step" in log
+
+
+def test_unavailable_backend_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gone = backends.BackendStatus("ipex", False, None, "not installed in this environment")
+    monkeypatch.setitem(backends._CHECKS, "ipex", lambda: gone)
+    with pytest.raises(BackendUnavailable, match="not installed in this environment"):
+        train(tiny("adding", accel="ipex"), tmp_path / "x")
+
+
+def test_ipex_unavailable_on_stock_exits_2(cli, tmp_path: Path) -> None:
+    if backends.ipex_status().available:
+        pytest.skip("IPEX runs on this stack; test_ipex_trains covers the ipex backend")
+    proc = cli(
+        "train", "--config", "configs/adding.yaml", "--set", "train.accel=ipex",
+        "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "ipex" in proc.stderr and "unavailable" in proc.stderr
+
+
+@pytest.mark.ipex
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_ipex_trains(ipex, precision: str, tmp_path: Path) -> None:
+    result, log = train(tiny("adding", accel="ipex", precision=precision), tmp_path / "i")
+    assert (result.backend, result.precision, result.exit_code) == ("ipex", precision, 0)
+    assert "ipex.optimize" in log
+    losses = [
+        r["loss"] for r in read_metrics(tmp_path / "i" / "metrics.jsonl") if r["split"] == "train"
+    ]
+    assert losses[-1] < losses[0]
+    state = load_checkpoint(tmp_path / "i" / "checkpoints" / "last.pt")
+    assert all(
+        v.dtype == torch.float32 for v in state["model"].values()
+    )  # masters, not bf16 copies
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good(cli, tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    proc = cli(
+        "train", "--config", "configs/adding.yaml", "--out", str(out), "--no-progress",
+        "--set", "task.options.T=8", "--set", "model.hidden_size=8", "--set", "optim.name=sgd",
+        "--set", "optim.lr=1e30", "--set", "optim.clip_norm=null", "--set", "train.steps=50",
+        "--set", "train.checkpoint_every=1", "--set", "train.accel=onednn",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "non-finite" in proc.stderr and "last good checkpoint" in proc.stderr
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert 1 <= state["step"] < 50
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_early_stopping(tmp_path: Path) -> None:
+    data = tiny("adding", steps=100)
+    data["eval"] = {"every": 5, "patience": 2, "min_delta": 100.0}  # nothing can improve by 100
+    result, log = train(data, tmp_path / "es")
+    assert result.stopped_because == "early stopping" and result.step == 15
+    assert "early stopping at step 15" in log
+
+
+def test_sample_generates_from_a_charlm_checkpoint(cli, tmp_path: Path) -> None:
+    train(tiny("charlm", steps=10), tmp_path / "lm")
+    ckpt = tmp_path / "lm" / "checkpoints" / "last.pt"
+    proc = cli("sample", str(ckpt), "--prompt", "The ", "--length", "40", "--temperature", "0.7")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("The ") and len(proc.stdout.rstrip("\n")) >= 44
+    greedy = [cli("sample", str(ckpt), "--length", "20", "--temperature", "0").stdout for _ in "ab"]
+    assert greedy[0] == greedy[1]
+    bad = cli("sample", str(ckpt), "--prompt", "\u2603", "--length", "5")
+    assert bad.returncode == 2 and "never saw" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli("sample", str(ckpt), "--temperature", "-1")
+    assert bad.returncode == 2 and "--temperature" in bad.stderr
+
+
+def test_sample_refuses_non_charlm_checkpoint(cli, tmp_path: Path) -> None:
+    train(tiny("adding", steps=5), tmp_path / "add")
+    proc = cli("sample", str(tmp_path / "add" / "checkpoints" / "last.pt"))
+    assert proc.returncode == 2 and "needs a charlm checkpoint" in proc.stderr
+
+
+def test_lr_schedule() -> None:
+    cfg = OptimConfig(lr=1.0, schedule="cosine", warmup_steps=4, min_lr_ratio=0.1)
+    assert [lr_at(s, cfg, 14) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_at(4, cfg, 14) == pytest.approx(1.0)
+    assert lr_at(9, cfg, 14) == pytest.approx(0.55)
+    assert lr_at(14, cfg, 14) == pytest.approx(0.1)
+    assert lr_at(100, OptimConfig(lr=0.5), 10) == 0.5
+
+
+def test_head_reads_each_sequence_at_its_last_valid_step() -> None:
+    spec = TaskSpec("t", "features", 3, 2, "regress_last")
+    torch.manual_seed(0)
+    model = build_model(spec, ModelConfig(kind="lstm", hidden_size=8), "reference").eval()
+    x = torch.randn(6, 2, 3)  # (T, N, F)
+    lengths = torch.tensor([6, 4])
+    out, _ = model(x, None, lengths)  # (N, O)
+    alone, _ = model(x[:4, 1:2])  # the second sequence cut to its own length
+    torch.testing.assert_close(out[1:2], alone)
+    full, _ = model(x[:, :1])
+    torch.testing.assert_close(out[:1], full)
+
+
+def test_bidirectional_head_and_per_step_logits() -> None:
+    spec = TaskSpec("t", "tokens", 11, 11, "classify_steps")
+    cfg = ModelConfig(kind="gru", hidden_size=8, bidirectional=True, embedding_dim=4)
+    model = build_model(spec, cfg, "fused")
+    logits, _ = model(torch.randint(0, 11, (5, 3)))
+    assert logits.shape == (5, 3, 11)
+    spec = TaskSpec("t", "features", 2, 1, "regress_last")
+    model = build_model(spec, cfg, "fused")
+    out, _ = model(torch.randn(5, 3, 2), None, torch.tensor([5, 2, 1]))
+    assert out.shape == (3, 1)
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_forget_bias_init(impl: str) -> None:
+    spec = TaskSpec("t", "features", 2, 1, "regress_last")
+    cfg = ModelConfig(kind="lstm", hidden_size=4, num_layers=2, forget_bias=1.0)
+    state = build_model(spec, cfg, impl).state_dict()
+    for k in range(2):
+        torch.testing.assert_close(state[f"rnn.bias_ih_l{k}"][4:8], torch.ones(4))
+        torch.testing.assert_close(state[f"rnn.bias_hh_l{k}"][4:8], torch.zeros(4))
+
+
+def test_forget_bias_refused_for_gru() -> None:
+    with pytest.raises(UsageError, match="no forget gate"):
+        config_from_dict({"task": {"name": "adding"}, "model": {"kind": "gru", "forget_bias": 1}})
