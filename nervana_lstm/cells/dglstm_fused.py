@@ -9,14 +9,13 @@ RNN primitive does:
 * each step runs one recurrent GEMM, ``W_hh h_{t-1} + b_hh`` (N, 4H);
 * the element-wise gate math of a step is one function, :func:`dglstm_pointwise`.
 
-The gate math runs in eager PyTorch: measured choice, not a default. With
-torch 2.13 on 1 thread (I=H=256, N=32, T=50, L=2), ``torch.compile`` of the
-element-wise step cut inference from 78 to 67 ms but left training unchanged
-(268 vs 277 ms), and cost a compile of several seconds per shape (about a
-minute on a cold cache); TorchScript warns that it is deprecated in torch 2.13 and does
-not fuse on CPU by default. The hoisted GEMMs are what pay: against the
-reference this stack ran 69 vs 100 ms (inference) and 226 vs 302 ms (training)
-at that shape.
+The gate math runs in eager PyTorch, a measured choice. With torch 2.13 on
+1 thread (I=H=256, N=32, T=50, L=2), ``torch.compile`` of the element-wise
+step cut inference from 78 to 67 ms but left training unchanged (268 vs
+277 ms), after 7-8 s of compiling per shape and mode; TorchScript warns that
+it is deprecated in torch 2.13 and does not fuse on CPU by default. The
+hoisted GEMMs are what pay: against the reference this stack ran 69 vs 100 ms
+(inference) and 226 vs 302 ms (training) at that shape.
 
 The equations, parameters and state_dict are those of
 :class:`~nervana_lstm.cells.dglstm.DGLSTMReference`; the two load each other's
