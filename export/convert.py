@@ -12,7 +12,8 @@ itself (torch i,f,g,o -> OpenVINO f,i,c,o). Two facts shape this module:
   ``runtimePrecision`` so a report can prove it.
 
 Tensors are named ``x`` (input, ``(T, N, F)`` or ``(N, T, F)`` with
-``batch_first``), ``y`` (per-step output) and ``h_n`` (+ ``c_n`` for LSTMs).
+``batch_first``), optionally ``h_0`` (+ ``c_0``), ``y`` (per-step output) and
+``h_n`` (+ ``c_n`` for LSTMs).
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ __all__ = [
 PRECISIONS: dict[str, str] = {"f32": "f32", "bf16": "bf16"}
 
 
-def _flat_outputs_module(module: torch.nn.Module) -> torch.nn.Module:
-    """Wrap ``module`` so it returns a flat tuple ``(y, h_n[, c_n])`` for tracing."""
+def _flat_outputs_module(module: torch.nn.Module, with_state: bool) -> torch.nn.Module:
+    """Wrap ``module`` so it returns a flat tuple ``(y, h_n[, c_n])`` for tracing.
+
+    With ``with_state`` the wrapper also takes the initial state as plain tensors:
+    ``(x, h_0)`` or, for an LSTM, ``(x, h_0, c_0)``.
+    """
     import torch
 
     class FlatOutputs(torch.nn.Module):
@@ -48,11 +53,12 @@ def _flat_outputs_module(module: torch.nn.Module) -> torch.nn.Module:
             super().__init__()
             self.inner = inner
 
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            out, state = self.inner(x)
-            if isinstance(state, tuple):  # LSTM: (h_n, c_n)
-                return (out, *state)
-            return out, state
+        def forward(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            init = None if not with_state else (state[0] if len(state) == 1 else state)
+            out, final = self.inner(x, init)
+            if isinstance(final, tuple):  # LSTM: (h_n, c_n)
+                return (out, *final)
+            return out, final
 
     return FlatOutputs(module)
 
@@ -62,10 +68,11 @@ def convert_rnn(
     input_size: int | None = None,
     *,
     batch_first: bool | None = None,
+    with_state: bool = False,
     example_steps: int = 3,
     example_batch: int = 2,
 ) -> ov.Model:
-    """Convert a recurrent module whose ``forward(x)`` returns ``(y, state)`` to an ``ov.Model``.
+    """Convert a fused recurrent module ``forward(x[, state]) -> (y, state)`` to an ``ov.Model``.
 
     Args:
         module: an ``nn.LSTM``/``nn.GRU``/``nn.RNN``, or a toolkit module built by
@@ -74,15 +81,16 @@ def convert_rnn(
             in eval mode.
         input_size: features per step; read from the module when omitted.
         batch_first: layout of ``x``; read from the module when omitted.
+        with_state: add the initial state as inputs ``h_0`` (and ``c_0`` for an LSTM),
+            each ``[L*D, -1, H]``; without it the state starts at zero inside the model.
         example_steps, example_batch: size of the example used for tracing.
 
     Returns:
-        A model with one input ``x`` of shape ``[-1, -1, F]`` (steps and batch
-        dynamic) and outputs ``y``, ``h_n`` and, for an LSTM, ``c_n``.
+        A model with input ``x`` of shape ``[-1, -1, F]`` (steps and batch dynamic)
+        (+ ``h_0``/``c_0``) and outputs ``y``, ``h_n`` and, for an LSTM, ``c_n``.
 
     Raises:
-        UsageError: the module is not a fused torch RNN, its input size cannot be
-            found, or conversion fails.
+        UsageError: the module is not a fused torch RNN, or conversion fails.
     """
     import openvino as ov
     import torch
@@ -95,25 +103,34 @@ def convert_rnn(
             f"convert_rnn converts fused torch.nn.LSTM/GRU/RNN modules (or a toolkit module "
             f"wrapping one as .module); {type(module).__name__} steps through time in Python"
         )
-    size = input_size if input_size is not None else inner.input_size
-    first = batch_first if batch_first is not None else bool(getattr(inner, "batch_first", False))
+    size = int(input_size if input_size is not None else inner.input_size)
+    first = batch_first if batch_first is not None else bool(inner.batch_first)
     inner = inner.eval()
     dims = (example_batch, example_steps) if first else (example_steps, example_batch)
-    example = torch.zeros(*dims, int(size))
+    examples = [torch.zeros(*dims, size)]
+    shapes = [ov.PartialShape([-1, -1, size])]
+    names = ["x"]
+    if with_state:
+        rows = inner.num_layers * (2 if inner.bidirectional else 1)
+        state_names = ["h_0", "c_0"] if isinstance(inner, torch.nn.LSTM) else ["h_0"]
+        for name in state_names:
+            examples.append(torch.zeros(rows, example_batch, inner.hidden_size))
+            shapes.append(ov.PartialShape([rows, -1, inner.hidden_size]))
+            names.append(name)
     try:
         # torch.nn's size checks warn when traced; the example sizes are not baked in
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             model = ov.convert_model(
-                _flat_outputs_module(inner),
-                example_input=example,
-                input=[ov.PartialShape([-1, -1, int(size)])],
+                _flat_outputs_module(inner, with_state),
+                example_input=tuple(examples) if with_state else examples[0],
+                input=shapes,
             )
     except Exception as exc:  # conversion errors come from several frontends
         raise UsageError(f"OpenVINO could not convert {type(inner).__name__}: {exc}") from exc
-    model.inputs[0].get_tensor().set_names({"x"})
-    names = ["y", "h_n", "c_n"]
-    for port, name in zip(model.outputs, names, strict=False):
+    for port, name in zip(model.inputs, names, strict=True):
+        port.get_tensor().set_names({name})
+    for port, name in zip(model.outputs, ["y", "h_n", "c_n"], strict=False):
         port.get_tensor().set_names({name})
     return model
 

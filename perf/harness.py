@@ -168,7 +168,11 @@ def _peak_key(dtype: str, threads: int) -> str:
 
 
 def _measure_peaks(
-    rows: list[dict[str, Any]], size: int, threads_per_instance: int | None, log: Callable
+    rows: list[dict[str, Any]],
+    size: int,
+    threads_per_instance: int | None,
+    log: Callable,
+    only: set[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     from perf.peak import measure_gemm_peak
 
@@ -176,9 +180,11 @@ def _measure_peaks(
         {
             ("bf16" if r["dtype"] == "int8" else r["dtype"], threads_per_instance or r["threads"])
             for r in rows
-            if r["status"] == "pending"
+            if r["status"] in ("pending", "ok")
         }
     )
+    if only is not None:
+        wanted = [(d, t) for d, t in wanted if _peak_key(d, t) in only]
     peaks: dict[str, dict[str, Any]] = {}
     for dtype, threads in wanted:
         peak = measure_gemm_peak(dtype, threads, size=size)
@@ -263,8 +269,12 @@ def run_suite(
             f"nothing to measure: suite {suite.name!r} has no shape of kind(s) {sel.kinds}"
         )
     rows = [_row(p, d.count) for p in planned]
+    phases: dict[str, float] = {}
+    mark = time.perf_counter()
     peaks = _measure_peaks(rows, d.peak_size, per_instance, log)
     overhead = timer_overhead()
+    phases["peaks_s"] = round(time.perf_counter() - mark, 1)
+    mark = time.perf_counter()
 
     groups: dict[tuple[Any, ...], list[tuple[dict[str, Any], Planned]]] = {}
     for row, p in zip(rows, planned, strict=True):
@@ -294,10 +304,22 @@ def run_suite(
         ]
         run_instances(pending, sel.instances, d, log)
 
+    phases["measure_s"] = round(time.perf_counter() - mark, 1)
+    mark = time.perf_counter()
+    # the peak again after the measurements: on a shared machine the first one may have
+    # caught a busy moment; the better of the two is the ceiling
+    again = _measure_peaks(rows, d.peak_size, per_instance, log, only=set(peaks))
+    for key, late in again.items():
+        early = peaks[key]
+        best = late if late["gflops"] > early["gflops"] else early
+        peaks[key] = {**best, "start_gflops": early["gflops"], "end_gflops": late["gflops"]}
+    phases["peaks_s"] += round(time.perf_counter() - mark, 1)
+    mark = time.perf_counter()
     _fill_rates(rows, peaks, per_instance)
     _fill_speedups(rows)
     if sel.probe:
         _probe_onednn(rows, planned, log)
+    phases["probe_s"] = round(time.perf_counter() - mark, 1)
 
     return {
         "schema": 1,
@@ -316,6 +338,7 @@ def run_suite(
         "peaks": peaks,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(time.time() - started, 1),
+        "phases": phases,
         "command": " ".join(["nervana-lstm", *sys.argv[1:]]) if sys.argv else None,
         "rows": rows,
     }
@@ -378,7 +401,9 @@ def _probe_onednn(rows: list[dict[str, Any]], planned: list[Planned], log: Calla
 
     specs = []
     for row, p in zip(rows, planned, strict=True):
-        if row["status"] == "ok" and row["impl"] in ONEDNN_BACKED:
+        # native is rerun for LSTMs only, where it shows mkldnn-disabled avoided the primitive
+        wanted = row["impl"] in ONEDNN_BACKED and (row["impl"] != "native" or row["kind"] == "lstm")
+        if row["status"] == "ok" and wanted:
             specs.append({"id": row["id"], **p.spec.as_dict()})
     if not specs:
         return

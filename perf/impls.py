@@ -49,6 +49,9 @@ __all__ = [
 
 # torch warns about TF32 on Intel GPUs each time mkldnn flags are set (the native path)
 warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+# IPEX's LSTM op has no registered autograd kernel and torch says so at every backward;
+# its fp32 gradients match torch.nn.LSTM's (checked by the cells tests), so the notice is noise
+warnings.filterwarnings("ignore", message=r"torch_ipex::ipex_lstm: an autograd kernel")
 
 IMPLS: tuple[str, ...] = (
     "onednn",

@@ -29,7 +29,7 @@ class GemmPeak:
         return asdict(self)
 
 
-def measure_gemm_peak(dtype: str, threads: int, size: int = 1024, repeats: int = 10) -> GemmPeak:
+def measure_gemm_peak(dtype: str, threads: int, size: int = 1024, repeats: int = 15) -> GemmPeak:
     """Time ``C = A @ B`` with square ``size`` matrices of ``dtype`` (``fp32`` or ``bf16``).
 
     The peak uses the fastest call (a ceiling, not a typical figure); the

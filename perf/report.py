@@ -11,8 +11,10 @@
     affinity        logical CPUs the run could use (os.sched_getaffinity)
     allocator       "glibc malloc" unless jemalloc/tcmalloc/mimalloc is preloaded
     timer_overhead  the runner timing a no-op: {median_ms, q1_ms, q3_ms, min_ms, max_ms, ...}
-    peaks           "<dtype>/t<threads>" -> {dtype, threads, size, gflops, median_gflops}
-    started, wall_s, command
+    peaks           "<dtype>/t<threads>" -> {dtype, threads, size, gflops, median_gflops,
+                    start_gflops, end_gflops}: measured before and after the rows;
+                    ``gflops`` is the better of the two
+    started, wall_s, phases ({peaks_s, measure_s, probe_s}), command
     rows            one per kind x shape x implementation x mode x dtype x threads:
       id            "lstm-T25-N64-I256-H256-L1/onednn/infer/fp32/t2"
       label, kind, impl, mode, dtype, threads, shape {seq_len, batch, input_size,
@@ -129,11 +131,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         "## Ceilings and harness overhead",
         "",
-        "| GEMM peak | size | best GFLOP/s | median GFLOP/s |",
-        "|---|---|---|---|",
+        "| GEMM peak | size | best GFLOP/s | before rows | after rows |",
+        "|---|---|---|---|---|",
     ]
     for key, p in sorted(results["peaks"].items()):
-        lines.append(f"| {key} | {p['size']} | {p['gflops']:.1f} | {p['median_gflops']:.1f} |")
+        lines.append(
+            f"| {key} | {p['size']} | {p['gflops']:.1f} | {_fmt(p.get('start_gflops'), '.1f')} "
+            f"| {_fmt(p.get('end_gflops'), '.1f')} |"
+        )
     over = results["timer_overhead"]["median_ms"]
     smallest = min((r["timing"]["median_ms"] for r in ok), default=None)
     ratio = f" = {100 * over / smallest:.4f}% of the smallest measured time ({smallest:.3f} ms)"
