@@ -25,6 +25,7 @@ import hashlib
 import io
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ _REQUIRED = {
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: a temp file in the same directory, then rename."""
     path = Path(path)
+    _check_safe(dict(state), "state")
     path.parent.mkdir(parents=True, exist_ok=True)
     inner = io.BytesIO()
     torch.save(dict(state), inner)
@@ -90,6 +92,25 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
         raise
 
 
+_PRIMITIVES = (str, int, float, bool, type(None), torch.Tensor)
+
+
+def _check_safe(value: Any, where: str) -> None:
+    """Only what ``torch.load(weights_only=True)`` reads back: tensors and primitive containers."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str | int):
+                raise TypeError(f"checkpoint key {where}[{k!r}] is not a str or int")
+            _check_safe(v, f"{where}[{k!r}]")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_safe(v, f"{where}[{i}]")
+    elif not isinstance(value, _PRIMITIVES):
+        raise TypeError(
+            f"checkpoint value {where} is a {type(value).__name__}, not storable safely"
+        )
+
+
 def _bad(path: Path, why: str) -> UsageError:
     return UsageError(f"{path} is not a usable nervana-lstm checkpoint: {why}")
 
@@ -100,7 +121,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
     try:
-        wrapper = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols
+            warnings.simplefilter("ignore")
+            wrapper = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refused, truncated zip, not a torch file...
         raise _bad(path, f"cannot be read safely ({_first_line(exc)})") from None
     if not isinstance(wrapper, dict) or wrapper.get("format") != FORMAT:

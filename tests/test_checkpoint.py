@@ -1,0 +1,261 @@
+"""Checkpoints: safe format, tampering refused, config mismatch refused, exact resume, signals."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from nervana_lstm.config import config_from_dict
+from nervana_lstm.errors import UsageError
+from nervana_lstm.train.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from nervana_lstm.train.loop import RunResult, run_training
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def state(step: int = 3) -> dict:
+    return {
+        "config": {"task": {"name": "adding", "options": {"T": 5}}, "model": {"kind": "lstm"}},
+        "step": step,
+        "backend": "onednn",
+        "precision": "fp32",
+        "world_size": 1,
+        "model": {"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(2)},
+        "optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}, "param_groups": [{"lr": 0.1}]},
+        "rng": torch.get_rng_state().unsqueeze(0),
+        "carry": [torch.ones(1, 2, 4), torch.zeros(1, 2, 4)],
+        "vocab": ["a", "b"],
+        "best": 0.5,
+        "evals_since_best": 0,
+    }
+
+
+def test_round_trip_and_plain_safe_load(tmp_path: Path) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, state())
+    loaded = load_checkpoint(path)
+    torch.testing.assert_close(loaded["model"]["w"], state()["model"]["w"])
+    assert loaded["vocab"] == ["a", "b"] and loaded["step"] == 3
+    assert torch.equal(loaded["rng"], state()["rng"])
+    outer = torch.load(path, weights_only=True)  # the file itself needs no unsafe unpickling
+    assert outer["format"] == FORMAT
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
+
+
+def test_only_safe_values_are_saved(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"state\['bad'\] is a object"):
+        save_checkpoint(tmp_path / "c.pt", {**state(2), "bad": object()})
+    assert not list(tmp_path.iterdir())
+
+
+def test_save_is_atomic_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, state(1))
+    real_save = torch.save
+
+    def disk_full(obj: object, f: object, *args: object, **kw: object) -> None:
+        if isinstance(f, io.BytesIO):
+            return real_save(obj, f, *args, **kw)
+        f.write(b"half a checkpoint")  # type: ignore[attr-defined]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(path, state(2))
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1  # the previous checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def _tampered(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "flip":  # one byte inside a stored tensor (the payload holds most of the file)
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif how == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 3]))
+    elif how == "garbage":
+        path.write_bytes(os.urandom(2048))
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "pickle":  # an object whose unpickling would run a command
+        path.write_bytes(pickle.dumps(_Evil()))
+    elif how == "foreign":
+        torch.save({"model": {"w": torch.zeros(2)}}, path)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "garbage", "empty", "pickle", "foreign"])
+def test_tampered_or_garbage_files_are_refused(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, state())
+    _tampered(path, how)
+    with pytest.raises(UsageError, match="not a usable nervana-lstm checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+# ------------------------------------------------------------------- real runs
+
+
+def cfg(name: str = "adding", **train: object) -> dict:
+    task = (
+        {"name": "adding", "options": {"T": 8, "eval_size": 32}}
+        if name == "adding"
+        else {"name": "charlm", "options": {"seq_len": 12}}
+    )
+    model = {"kind": "lstm", "hidden_size": 12, "num_layers": 2, "dropout": 0.25}
+    if name == "charlm":
+        model["embedding_dim"] = 8
+    return {
+        "task": task,
+        "model": model,
+        "optim": {"lr": 5e-3, "schedule": "cosine", "warmup_steps": 3},
+        "train": {"steps": 12, "batch_size": 8, "threads": 1, "log_every": 2,
+                  "accel": "onednn", **train},
+        "eval": {"every": 4},
+    }  # fmt: skip
+
+
+def run(data: dict, out: Path, **kw: object) -> RunResult:
+    console = Console(file=io.StringIO())
+    return run_training(config_from_dict(data), out, console=console, progress=False, **kw)
+
+
+def weights(out: Path) -> dict:
+    return load_checkpoint(out / "checkpoints" / "last.pt")
+
+
+@pytest.mark.parametrize(
+    ("task", "accel", "precision"),
+    [("adding", "onednn", "fp32"), ("charlm", "onednn", "fp32"), ("adding", "reference", "bf16")],
+)
+def test_resume_gives_the_same_final_weights(
+    tmp_path: Path, task: str, accel: str, precision: str
+) -> None:
+    """Interrupted at step 5 and resumed == uninterrupted: bitwise, one thread, dropout on,
+    cosine schedule, and (charlm) the carried recurrent state restored."""
+    data = cfg(task, accel=accel, precision=precision)
+    run(data, tmp_path / "full")
+    first = run(data, tmp_path / "split", stop_at=5)
+    assert first.stopped_because == "stop-at" and weights(tmp_path / "split")["step"] == 5
+    if task == "charlm":
+        assert weights(tmp_path / "split")["carry"] is not None
+    run(data, tmp_path / "split", resume=True)
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "split")
+    assert a["step"] == b["step"] == 12
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for k, v in a["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg_sq"], b["optimizer"]["state"][k]["exp_avg_sq"])
+    # the resumed run's metrics continue the interrupted one, without duplicated steps
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["split"] == "train"
+    ]
+    assert steps == list(range(2, 13, 2))
+
+
+@pytest.mark.ipex
+def test_ipex_bf16_resume_is_exact(ipex, tmp_path: Path) -> None:
+    data = cfg("adding", accel="ipex", precision="bf16")
+    data["model"].update(num_layers=1, dropout=0.0)
+    run(data, tmp_path / "full")
+    run(data, tmp_path / "split", stop_at=5)
+    run(data, tmp_path / "split", resume=True)
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "split")
+    for key in a["model"]:
+        assert a["model"][key].dtype == torch.float32  # fp32 masters are what is saved
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
+    run(cfg(steps=2), tmp_path / "r")
+    other = cfg(steps=4)
+    other["model"]["hidden_size"] = 20
+    with pytest.raises(UsageError, match=r"model\.hidden_size is 12 in the checkpoint but 20"):
+        run(other, tmp_path / "r", resume=True)
+
+
+def test_run_dir_rules(cli, tmp_path: Path) -> None:
+    run(cfg(steps=2), tmp_path / "r")
+    with pytest.raises(UsageError, match="already holds a run"):
+        run(cfg(steps=2), tmp_path / "r")
+    with pytest.raises(UsageError, match="does not exist"):
+        run(cfg(steps=2), tmp_path / "empty", resume=True)
+    _tampered(tmp_path / "r" / "checkpoints" / "last.pt", "flip")
+    proc = cli(
+        "train", "--config", "configs/adding.yaml", "--out", str(tmp_path / "r"), "--resume",
+        "--set", "task.options.T=8", "--set", "model.hidden_size=12",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "not a usable nervana-lstm checkpoint" in proc.stderr
+
+
+def _start(out: Path, steps: int) -> subprocess.Popen[str]:
+    args = [
+        sys.executable, "-m", "nervana_lstm", "train", "--config", "configs/adding.yaml",
+        "--out", str(out), "--no-progress", "--set", "task.options.T=8",
+        "--set", "model.hidden_size=12", "--set", f"train.steps={steps}",
+        "--set", "train.log_every=1", "--set", "train.accel=onednn", "--set", "train.threads=1",
+        "--set", "eval.every=1000000",
+    ]  # fmt: skip
+    return subprocess.Popen(
+        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _wait_for_steps(proc: subprocess.Popen[str], metrics: Path, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= count:
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"training did not log {count} steps: {proc.communicate()}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_and_exits_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "sig"
+    proc = _start(out, steps=1_000_000)
+    _wait_for_steps(proc, out / "metrics.jsonl", 3)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, stderr
+    assert "Traceback" not in stderr
+    assert f"stopped by {sig.name}" in stdout and "--resume" in stdout
+    saved = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert saved["step"] >= 3
+    if sig == signal.SIGINT:  # and the run continues from there
+        resumed = subprocess.run(
+            [sys.executable, "-m", "nervana_lstm", "train", "--config", "configs/adding.yaml",
+             "--out", str(out), "--resume", "--no-progress", "--set", "task.options.T=8",
+             "--set", "model.hidden_size=12", "--set", f"train.steps={saved['step'] + 2}",
+             "--set", "train.accel=onednn", "--set", "eval.every=1000000"],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+        assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == saved["step"] + 2
