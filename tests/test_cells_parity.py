@@ -56,6 +56,7 @@ CASES = [
         layers=2,
         bidirectional=True,
         lengths=(2, 5, 4, 2),
+        given_state=True,
     ),
 ]
 
