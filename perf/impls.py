@@ -250,9 +250,14 @@ def _build_premul(spec: Spec) -> Variant:
 
 
 def _build_compiled(spec: Spec) -> Variant:
+    import torch
+
     from perf.premul import premul_forward
 
     _check_torch_dtype(spec)
+    # dynamo keeps its compiled graphs per function and stops compiling (runs eager) after
+    # a few recompilations of one function; start each measurement from a clean slate
+    torch._dynamo.reset()
     net = _make(spec, "reference")
     forward = premul_forward(net, compile_step=True)
     call = _torch_call(spec, forward, list(net.parameters()))
