@@ -50,7 +50,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_markdown", "write_charts", "write_json", "write_report"]
+__all__ = [
+    "render_markdown",
+    "render_summary",
+    "write_charts",
+    "write_json",
+    "write_report",
+]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -112,6 +118,56 @@ def _machine_lines(results: dict[str, Any]) -> list[str]:
     ]
 
 
+#: column order of the summary table
+_SUMMARY_IMPLS = ("onednn", "native", "unfused", "premul", "compiled", "ipex", "openvino")
+
+
+def render_summary(results: dict[str, Any]) -> str:
+    """One compact table: a line per shape, mode, dtype and threads; a column per implementation.
+
+    Each cell is the median in ms and, in brackets, the speedup over ``unfused``;
+    ``n/a`` where the implementation cannot run there, blank where it was not asked for.
+    """
+    rows = results["rows"]
+    impls = [i for i in _SUMMARY_IMPLS if any(r["impl"] == i and r["status"] == "ok" for r in rows)]
+    keys: dict[tuple[str, str, str, int], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        keys.setdefault((r["label"], r["mode"], r["dtype"], r["threads"]), {})[r["impl"]] = r
+    lines = [
+        "| shape | mode | dtype | thr | " + " | ".join(impls) + " |",
+        "|---|---|---|---:|" + "---:|" * len(impls),
+    ]
+    for (label, mode, dtype, threads), by_impl in keys.items():
+        if not any(r["status"] == "ok" for r in by_impl.values()):
+            continue
+        cells = []
+        for impl in impls:
+            r = by_impl.get(impl)
+            if r is None or r["status"] == "skipped":
+                cells.append("")
+            elif r["status"] != "ok":
+                cells.append(r["status"])
+            else:
+                speed = r["speedup_vs_unfused"]
+                extra = f" ({speed:.2f}×)" if speed is not None and impl != "unfused" else ""
+                cap = "*" if r["timing"]["capped"] else ""
+                cells.append(f"{r['timing']['median_ms']:.2f}{cap}{extra}")
+        lines.append(f"| {label} | {mode} | {dtype} | {threads} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _noise_line(ok: list[dict[str, Any]]) -> str:
+    """How steady the run was: the median spread and how many rows the time cap cut short."""
+    if not ok:
+        return "No row was measured."
+    spreads = sorted(r["timing"]["iqr_pct"] for r in ok)
+    capped = sum(1 for r in ok if r["timing"]["capped"])
+    return (
+        f"Spread: median IQR {spreads[len(spreads) // 2]:.1f}% of the median "
+        f"(worst {spreads[-1]:.0f}%); {capped} of {len(ok)} rows reached the time cap."
+    )
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The human report: machine, peaks, harness overhead, then one table per shape and mode."""
     rows = results["rows"]
@@ -124,6 +180,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Started {results['started']}, took {results['wall_s']} s. "
         f"Warm-up {s['warmup']}, up to {s['repeats']} timed calls (cap {s['time_cap_s']} s "
         f"per measurement); medians with the interquartile range (IQR) as spread.",
+        "",
+        "## Summary",
+        "",
+        "Median ms per call (speedup over `unfused` in brackets; `*` = time cap reached).",
+        "",
+        render_summary(results),
+        "",
+        _noise_line(ok),
         "",
         "## Machine",
         "",

@@ -119,6 +119,7 @@ def test_report_files(tiny_run: tuple[dict, Path]) -> None:
     md = (out / "report.md").read_text()
     assert "## lstm T=3 N=2 I=4 H=8 — infer" in md and "| onednn | fp32 |" in md
     assert "Not measured" in md and "linear_before_reset" in md
+    assert "## Summary" in md and "Spread: median IQR" in md
     for name in ("speedup.png", "gflops_vs_hidden.png"):
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
