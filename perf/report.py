@@ -263,6 +263,25 @@ def render_markdown(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- charts
 
 
+#: one colour per implementation, the same in every chart
+_COLORS = {
+    "onednn": "tab:blue",
+    "native": "tab:orange",
+    "unfused": "tab:green",
+    "premul": "tab:red",
+    "compiled": "tab:brown",
+    "ipex": "tab:purple",
+    "openvino": "tab:cyan",
+}
+_DTYPE_STYLE = {"fp32": ("o", "-"), "bf16": ("s", "--"), "int8": ("^", ":")}
+
+
+def _short(row: dict[str, Any]) -> str:
+    s = row["shape"]
+    layers = f" L{s['num_layers']}" if s["num_layers"] > 1 else ""
+    return f"{row['kind']} H{s['hidden_size']}\nN{s['batch']} T{s['seq_len']}{layers}"
+
+
 def write_charts(results: dict[str, Any], out_dir: Path) -> list[Path]:
     """``speedup.png`` (bars per shape) and ``gflops_vs_hidden.png`` (with the peak lines)."""
     import matplotlib
@@ -271,86 +290,111 @@ def write_charts(results: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     ok = [r for r in results["rows"] if r["status"] == "ok"]
-    written = []
     threads = max((r["threads"] for r in ok), default=1)
     ok_t = [r for r in ok if r["threads"] == threads]
+    written = [
+        _speedup_chart(plt, ok_t, threads, out_dir / "speedup.png"),
+        _gflops_chart(plt, results, ok_t, threads, out_dir / "gflops_vs_hidden.png"),
+    ]
+    return written
 
-    # speedup over unfused: one panel per (mode, dtype), bars = implementations, groups = shapes
-    panels = sorted({(r["mode"], r["dtype"]) for r in ok_t if r["speedup_vs_unfused"]})
-    fig, axes = plt.subplots(
-        max(1, len(panels)), 1, figsize=(10, 3.2 * max(1, len(panels))), squeeze=False
+
+def _speedup_chart(plt: Any, ok_t: list[dict[str, Any]], threads: int, path: Path) -> Path:
+    """One panel per (mode, dtype); a group of bars per shape, one bar per implementation.
+
+    The y axis is logarithmic and bars start at 1 (the unfused time), so a bar
+    going down is an implementation slower than the unfused cell.
+    """
+    panels = sorted(
+        {(r["mode"], r["dtype"]) for r in ok_t if r["speedup_vs_unfused"] and r["dtype"] != "int8"}
     )
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(n, 1, figsize=(11, 3.3 * n), squeeze=False)
     for ax, (mode, dtype) in zip(axes[:, 0], panels, strict=False):
-        sel = [
-            r for r in ok_t if r["mode"] == mode and r["dtype"] == dtype and r["speedup_vs_unfused"]
-        ]
-        labels = list(dict.fromkeys(r["label"] for r in sel))
-        impls = list(dict.fromkeys(r["impl"] for r in sel))
+        sel = [r for r in ok_t if r["mode"] == mode and r["dtype"] == dtype]
+        sel = [r for r in sel if r["speedup_vs_unfused"] and r["impl"] != "unfused"]
+        labels = list(dict.fromkeys(_short(r) for r in sel))
+        impls = [i for i in _COLORS if any(r["impl"] == i for r in sel)]
         width = 0.8 / max(1, len(impls))
         for j, impl in enumerate(impls):
-            vals = []
-            for label in labels:
-                hit = [r for r in sel if r["label"] == label and r["impl"] == impl]
-                vals.append(hit[0]["speedup_vs_unfused"] if hit else 0.0)
-            xs = [i + (j - (len(impls) - 1) / 2) * width for i in range(len(labels))]
-            ax.bar(xs, vals, width, label=impl)
+            xs, heights = [], []
+            for i, label in enumerate(labels):
+                hit = [r for r in sel if _short(r) == label and r["impl"] == impl]
+                if hit:
+                    xs.append(i + (j - (len(impls) - 1) / 2) * width)
+                    heights.append(hit[0]["speedup_vs_unfused"] - 1.0)
+            ax.bar(xs, heights, width, bottom=1.0, label=impl, color=_COLORS[impl])
+        ax.set_yscale("log")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(labels)), labels, fontsize=7)
-        ax.set_ylabel("speedup vs unfused")
-        ax.set_title(f"{mode}, {dtype}, {threads} thread(s)", fontsize=9)
-        ax.legend(fontsize=7, ncol=min(7, len(impls)))
+        ax.set_ylabel("× unfused (log)")
+        ax.set_title(
+            f"{mode}, {dtype}, {threads} thread(s): speedup over the unfused cell", fontsize=9
+        )
+        ax.legend(fontsize=7, ncol=len(impls), loc="upper right")
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no speedups measured", ha="center")
     fig.tight_layout()
-    path = out_dir / "speedup.png"
     _save(fig, path)
     plt.close(fig)
-    written.append(path)
+    return path
 
-    # GFLOP/s against hidden size, fp32 and bf16 points, measured peaks as lines
-    modes = sorted({r["mode"] for r in ok_t})
-    fig, axes = plt.subplots(
-        1, max(1, len(modes)), figsize=(6 * max(1, len(modes)), 4.2), squeeze=False
-    )
+
+def _gflops_chart(
+    plt: Any, results: dict[str, Any], ok_t: list[dict[str, Any]], threads: int, path: Path
+) -> Path:
+    """GFLOP/s against H for the most common kind's batched shapes, with the GEMM peaks."""
+    kinds = [r["kind"] for r in ok_t]
+    kind = max(set(kinds), key=kinds.count) if kinds else "lstm"
+    sel = [r for r in ok_t if r["kind"] == kind and r["gflops"]]
+    batched = [r for r in sel if r["shape"]["batch"] >= 8]
+    sel = batched or sel
+    modes = sorted({r["mode"] for r in sel}) or ["infer"]
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 4.5), squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=False):
-        sel = [r for r in ok_t if r["mode"] == mode and r["gflops"]]
-        for impl in dict.fromkeys(r["impl"] for r in sel):
-            for dtype, marker in (("fp32", "o"), ("bf16", "s"), ("int8", "^")):
-                pts = sorted(
-                    (r["shape"]["hidden_size"], r["gflops"])
-                    for r in sel
-                    if r["impl"] == impl and r["dtype"] == dtype
-                )
-                if pts:
+        rows = [r for r in sel if r["mode"] == mode]
+        for impl in [i for i in _COLORS if any(r["impl"] == i for r in rows)]:
+            for dtype, (marker, line) in _DTYPE_STYLE.items():
+                best: dict[int, float] = {}
+                for r in rows:
+                    if r["impl"] == impl and r["dtype"] == dtype:
+                        h = r["shape"]["hidden_size"]
+                        best[h] = max(best.get(h, 0.0), r["gflops"])
+                if best:
+                    xs = sorted(best)
                     ax.plot(
-                        *zip(*pts, strict=True),
+                        xs,
+                        [best[x] for x in xs],
                         marker=marker,
-                        linestyle="",
-                        alpha=0.8,
+                        linestyle=line,
+                        color=_COLORS[impl],
                         label=f"{impl} {dtype}",
                     )
-        for key, peak in results["peaks"].items():
+        for _key, peak in sorted(results["peaks"].items()):
             if peak["threads"] == threads:
+                color = "black" if peak["dtype"] == "fp32" else "gray"
                 ax.axhline(
                     peak["gflops"],
-                    linestyle="--",
-                    linewidth=1,
-                    color="red" if peak["dtype"] == "fp32" else "purple",
+                    linestyle="-.",
+                    linewidth=1.2,
+                    color=color,
+                    label=f"GEMM peak {peak['dtype']}",
                 )
-                ax.text(
-                    ax.get_xlim()[0], peak["gflops"], f" {key} GEMM peak", fontsize=7, va="bottom"
-                )
+        ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("hidden size H")
+        ax.set_xlabel("hidden size H (= input size in DeepBench shapes)")
         ax.set_ylabel("GFLOP/s")
-        ax.set_title(f"{mode}, {threads} thread(s)", fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
+        ax.set_title(
+            f"{kind} {mode}, batch ≥ 8, {threads} thread(s), best per H"
+            if batched
+            else f"{kind} {mode}, {threads} thread(s)",
+            fontsize=9,
+        )
+        ax.legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()
-    path = out_dir / "gflops_vs_hidden.png"
     _save(fig, path)
     plt.close(fig)
-    written.append(path)
-    return written
+    return path
 
 
 def _save(fig: Any, path: Path) -> None:
