@@ -37,8 +37,8 @@
                     sequence_precision, precision_hint}}
       instances     null, or {count, cores, medians_ms, sum_gflops, sum_seq_per_s}
 
-All files are written to a temporary name first and moved into place, so a
-failed run never leaves a half-written report.
+All files are rendered into a temporary folder and moved into place together,
+so a failed run never leaves a half-written report.
 """
 
 from __future__ import annotations
@@ -406,11 +406,26 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def write_report(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write all three outputs into ``out_dir``; returns their paths by name."""
+    """Write ``results.json``, ``report.md`` and the charts into ``out_dir``; return their paths.
+
+    Everything is rendered into a temporary folder next to ``out_dir`` first and
+    moved into place only when all of it succeeded, so a failure leaves the
+    previous contents of ``out_dir`` as they were.
+    """
+    import shutil
+
     out_dir = Path(out_dir)
-    paths = {"json": out_dir / "results.json", "md": out_dir / "report.md"}
-    write_json(results, paths["json"])
-    charts = write_charts(results, out_dir)
-    _atomic_write(paths["md"], render_markdown(results).encode())
-    paths.update({p.stem: p for p in charts})
-    return paths
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    try:
+        write_json(results, stage / "results.json")
+        charts = write_charts(results, stage)
+        _atomic_write(stage / "report.md", render_markdown(results).encode())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        names = {"json": "results.json", "md": "report.md"}
+        names.update({c.stem: c.name for c in charts})
+        for name in names.values():
+            os.replace(stage / name, out_dir / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {key: out_dir / name for key, name in names.items()}

@@ -164,3 +164,12 @@ def test_instances_mode(tmp_path: Path, cli) -> None:
     assert sorted(c for cores in inst["cores"] for c in cores) == sorted(os.sched_getaffinity(0))
     assert row["threads"] == 1
     assert inst["sum_seq_per_s"] > 0
+
+
+def test_failed_report_leaves_nothing_behind(tmp_path: Path) -> None:
+    from perf.report import write_report
+
+    broken = {"schema": 1, "rows": [{"id": "x", "status": "ok"}], "peaks": {}}
+    with pytest.raises(KeyError):
+        write_report(broken, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
