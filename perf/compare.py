@@ -46,6 +46,7 @@ class Comparison:
     only_a: list[str]
     only_b: list[str]
     status_changed: list[str]
+    differences: list[str]  # machine or software that differs between the two runs
 
     @property
     def lost(self) -> list[str]:
@@ -121,13 +122,33 @@ def compare(a: dict[str, Any], b: dict[str, Any], threshold: float) -> Compariso
         only_a=sorted(measured - rows_b.keys()),
         only_b=sorted(measured_b - rows_a.keys()),
         status_changed=sorted(changed),
+        differences=_context_differences(a, b),
     )
+
+
+def _context_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """What about the machine and software differs: a comparison across them is not like for like."""
+    probes = {
+        "CPU": ("cpu", "model"),
+        "torch": ("torch", "version"),
+        "IPEX": ("ipex", "version"),
+        "OpenVINO": ("openvino", "version"),
+    }
+    out = []
+    for name, (section, key) in probes.items():
+        va = (a.get("machine") or {}).get(section, {}).get(key)
+        vb = (b.get("machine") or {}).get(section, {}).get(key)
+        if va != vb:
+            out.append(f"{name}: {va} vs {vb}")
+    return out
 
 
 def format_comparison(cmp: Comparison, name_a: str = "A", name_b: str = "B") -> str:
     """A plain-text summary: slower rows first (the regressions), then faster ones."""
     t = f"{100 * cmp.threshold:g}%"
     lines = [f"compare {name_a} -> {name_b} (threshold {t}):"]
+    if cmp.differences:
+        lines.append("note: the runs differ in " + "; ".join(cmp.differences))
 
     def block(title: str, changes: list[Change]) -> None:
         lines.append(f"{title} ({len(changes)}):")
