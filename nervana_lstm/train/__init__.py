@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-__all__ = ["accel", "checkpoint", "distributed", "loop", "report", "schedule", "signals"]
+__all__ = ["accel", "autotune", "checkpoint", "distributed", "loop", "report", "schedule", "signals"]

@@ -35,8 +35,9 @@ from torch import nn
 from nervana_lstm.config import RunConfig, config_from_dict
 from nervana_lstm.data import Batch, Task, make_task, shard_slice, task_options
 from nervana_lstm.errors import UsageError
-from nervana_lstm.models import SequenceModel, build_model
+from nervana_lstm.models import build_model
 from nervana_lstm.train import accel, checkpoint
+from nervana_lstm.train.autotune import measure_backend
 from nervana_lstm.train.distributed import (
     DistContext,
     all_gather_rows,
@@ -200,26 +201,8 @@ def _run(
     # 4 + 5. backend, model, optimizer ---------------------------------------------
     first = task.train_batch(0, tc.batch_size, ctx.rank, ctx.world_size)
 
-    def build(backend: str) -> tuple[nn.Module, torch.optim.Optimizer, SequenceModel]:
-        torch.manual_seed(tc.seed)  # the same initial weights whatever was measured before
-        plain = build_model(spec, cfg.model, accel.impl_for(backend))
-        opt = make_optimizer(plain.parameters(), oc)
-        model, opt = accel.apply_backend(backend, plain, opt, tc.precision)
-        return model, opt, plain
-
-    def measure(backend: str) -> float:
-        model, opt, _ = build(backend)
-        model.train()
-
-        def one_step() -> None:
-            with accel.autocast(tc.precision):
-                out, _ = model(first.x, None, first.lengths)
-                loss = task.loss(out.float(), first)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        return accel.time_steps(one_step)
+    def measure(backend: str, give_up_after: float | None) -> float:
+        return measure_backend(backend, task, cfg, first, give_up_after)
 
     if saved and tc.accel == "auto":
         choice = accel.AccelChoice(saved["backend"], "auto: the backend this run started with")
