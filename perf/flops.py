@@ -13,9 +13,9 @@ gate blocks, input size ``I``, hidden size ``H``, ``T`` steps and batch ``N``::
     rnn     G = 1   (h' = tanh(W_ih x + W_hh h))
     lstm    G = 4   (i, f, g, o)
     gru     G = 3   (r, z, n)
-    dglstm  G = 4 on the recurrent side, 5 on the input side (the depth gate
-            d = sigmoid(W_xd x + w_cd * c + w_ld * c_lower) adds one input block;
-            its cell terms are element-wise)
+    dglstm  G = 4 on the recurrent side; on the input side 4 in layer 0 and 5
+            above it (the depth gate d = sigmoid(W_xd x + w_cd * c + w_ld * c_lower)
+            of layers 1.. adds one input block; its cell terms are element-wise)
 
 Layers above the first see ``D * H`` inputs (``D`` = 2 when bidirectional).
 
@@ -41,7 +41,8 @@ __all__ = [
     "mode_flops",
 ]
 
-#: gate blocks multiplying the input (``weight_ih`` is ``G_ih * H`` rows)
+#: gate blocks multiplying the input (``weight_ih`` is ``G_ih * H`` rows; for dglstm
+#: the depth gate's ``weight_xd`` adds one block in layers above the first)
 GATES_IH: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3, "dglstm": 5}
 #: gate blocks multiplying the previous hidden state (``weight_hh`` is ``G_hh * H`` rows)
 GATES_HH: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3, "dglstm": 4}
@@ -74,8 +75,9 @@ def full_flops(
     dirs = 2 if bidirectional else 1
     total = 0
     layer_in = input_size
-    for _ in range(num_layers):
-        per_dir = 2 * hidden_size * (g_ih * layer_in + g_hh * hidden_size) * seq_len * batch
+    for k in range(num_layers):
+        blocks = GATES_HH[kind] if (kind == "dglstm" and k == 0) else g_ih  # no depth gate
+        per_dir = 2 * hidden_size * (blocks * layer_in + g_hh * hidden_size) * seq_len * batch
         total += dirs * per_dir
         layer_in = dirs * hidden_size
     return total

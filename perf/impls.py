@@ -210,7 +210,10 @@ def _build_onednn(spec: Spec) -> Variant:
     net = _make(spec, "fused")
     net.train(spec.mode == "train")
     call = _torch_call(spec, net, list(net.parameters()))
-    backend = "oneDNN fused RNN primitive" if spec.kind == "lstm" else "ATen per-step kernels"
+    backend = {
+        "lstm": "oneDNN fused RNN primitive",
+        "dglstm": "toolkit's fused DG-LSTM: hoisted input GEMM, one recurrent GEMM per step",
+    }.get(spec.kind, "ATen per-step kernels")
     notes = []
     if spec.kind in ("gru", "rnn"):
         notes.append(f"torch has no oneDNN path for nn.{spec.kind.upper()}: same code as native")
@@ -301,7 +304,7 @@ def _build_ipex(spec: Spec) -> Variant:
         call()
     swapped = any("ipex" in type(m).__module__ for m in net.modules())
     backend = "IPEX LSTM (oneDNN)" if swapped else "torch module after ipex.optimize"
-    notes = [] if swapped else [f"ipex.optimize left nn.{spec.kind.upper()} to torch"]
+    notes = [] if swapped else [f"ipex.optimize replaced nothing: the {spec.kind} runs as torch's"]
     return Variant(spec, call, backend, build_s=build_s, notes=notes)
 
 

@@ -50,7 +50,10 @@ def premul_forward(net: Any, compile_step: bool = False) -> Callable[[Any], Any]
     if getattr(net, "bidirectional", False):
         raise Unavailable("premul covers unidirectional stacks only")
     if getattr(net, "_needs_lower_cells", False):
-        raise Unavailable(f"{kind} feeds each layer the lower layer's cells; premul does not")
+        raise Unavailable(
+            f"premul covers rnn/lstm/gru: {kind} also feeds each layer the lower layer's cells, "
+            "and its fused form (row onednn) already hoists the input projection"
+        )
     step = step_function(kind)
     if compile_step:
         step = torch.compile(step, dynamic=False)

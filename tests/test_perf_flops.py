@@ -25,9 +25,12 @@ def test_gate_blocks_per_kind(kind: str, gates: int) -> None:
     assert deepbench_flops(kind, 1, 1, 5) == 2 * gates * 5 * 5
 
 
-def test_dglstm_has_one_more_input_block() -> None:
-    # the depth gate multiplies the input by W_xd; its cell terms are element-wise
-    assert full_flops("dglstm", 1, 1, 3, 5) == 2 * 5 * (5 * 3 + 4 * 5)
+def test_dglstm_depth_gate_adds_an_input_block_above_layer_0() -> None:
+    # layer 0 is a plain LSTM; above it the depth gate multiplies the input by W_xd
+    # (its cell terms are element-wise)
+    assert full_flops("dglstm", 1, 1, 3, 5) == full_flops("lstm", 1, 1, 3, 5)
+    two = full_flops("dglstm", 1, 1, 3, 5, num_layers=2)
+    assert two == full_flops("lstm", 1, 1, 3, 5) + 2 * 5 * (5 * 5 + 4 * 5)
 
 
 def test_upper_layers_see_hidden_inputs_and_directions_double() -> None:
