@@ -178,15 +178,17 @@ def split_by_marker(text: str) -> dict[str, str]:
     return parts
 
 
-def probe(specs: list[dict[str, Any]], timeout: float = 600.0) -> dict[str, dict[str, Any]]:
+def probe(specs: list[dict[str, Any]], timeout: float | None = None) -> dict[str, dict[str, Any]]:
     """Rerun each spec once in a subprocess with ``ONEDNN_VERBOSE=all``; parse what it printed.
 
-    ``specs`` are :func:`perf.impls.spec_dict` dicts with an ``id`` key. The
+    ``specs`` are :meth:`perf.impls.Spec.as_dict` dicts with an ``id`` key; the
+    subprocess gets ``timeout`` seconds (default: 60 plus 30 per spec). The
     result maps each id to ``{"summary": ..., "error": ...}``; a spec that could
     not be rerun carries the error instead of a summary.
     """
     if not specs:
         return {}
+    timeout = timeout if timeout is not None else 60.0 + 30.0 * len(specs)
     env = {**os.environ, "ONEDNN_VERBOSE": "all"}
     env.pop("ONEDNN_VERBOSE_TIMESTAMP", None)
     try:
