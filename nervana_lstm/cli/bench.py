@@ -26,7 +26,19 @@ MODES = ("infer", "train")
 DTYPES = ("fp32", "bf16", "int8")
 
 
+EPILOG = """\
+examples:
+  nervana-lstm bench                                     # quick suite -> bench-out/
+  nervana-lstm bench --suite deepbench --kinds lstm --modes infer
+  nervana-lstm bench --impls onednn,unfused,compiled --dtypes fp32 --threads 1,2
+  nervana-lstm bench --instances 2                       # pinned processes, summed throughput
+  nervana-lstm bench compare A/results.json B/results.json --threshold 5%
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--suite",
         default="quick",
