@@ -2,4 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["accel", "autotune", "checkpoint", "distributed", "loop", "report", "schedule", "signals"]
+__all__ = [
+    "accel",
+    "autotune",
+    "checkpoint",
+    "distributed",
+    "loop",
+    "report",
+    "schedule",
+    "signals",
+]
