@@ -9,7 +9,9 @@ the same process, alternating the two ``--rounds`` times; the median ratio is
 reported. The loop's figure comes from its own metrics.jsonl windows (batch
 generation, LR schedule, carried state, NaN check, clipping, logging included;
 the final evaluation and checkpoint excluded); the bare step is forward, loss,
-backward, clip and update on one fixed batch.
+backward, clip and update on one fixed batch. Both are timed in windows of
+``--warmup`` steps and summarised by the median window, which a shared machine's
+bursts disturb least.
 
 Auto choice: for each shape, every available backend's training step is timed
 at length (warmup 2, median of ``--repeats``), then ``auto`` decides with its
@@ -62,7 +64,7 @@ def _tokens(batch: Any) -> int:
 
 
 def bare_tokens_per_s(cfg: Any, steps: int, warmup: int) -> float:
-    """Tokens/s of the bare fused training step on one fixed batch."""
+    """Tokens/s of the bare fused training step on one fixed batch (median window)."""
     from nervana_lstm.data import make_task
     from nervana_lstm.train.autotune import build_for, train_step
 
@@ -73,14 +75,17 @@ def bare_tokens_per_s(cfg: Any, steps: int, warmup: int) -> float:
     step = train_step(model, optimizer, task, batch, cfg.train.precision, cfg.optim.clip_norm)
     for _ in range(warmup):
         step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * _tokens(batch) / (time.perf_counter() - start)
+    windows = []  # the loop reports windows of `warmup` steps; time the bare step alike
+    for _ in range(steps // warmup):
+        start = time.perf_counter()
+        for _ in range(warmup):
+            step()
+        windows.append(warmup * _tokens(batch) / (time.perf_counter() - start))
+    return statistics.median(windows)
 
 
 def loop_tokens_per_s(cfg_path: Path, overrides: list[str], steps: int, warmup: int) -> float:
-    """Tokens/s of the training loop, from its metrics windows after the first one."""
+    """Tokens/s of the training loop: the median of its metrics windows after the first."""
     from rich.console import Console
 
     from nervana_lstm.config import load_config
@@ -96,10 +101,8 @@ def loop_tokens_per_s(cfg_path: Path, overrides: list[str], steps: int, warmup: 
         out = Path(tmp) / "run"
         run_training(cfg, out, console=Console(file=io.StringIO()), progress=False)
         records = [r for r in read_metrics(out / "metrics.jsonl") if r["split"] == "train"]
-    window_tokens = warmup * cfg.train.batch_size * int(cfg.task.options.get("seq_len", 1))
     timed = records[1:]  # the first window is the warm-up
-    seconds = sum(window_tokens / r["tokens_per_s"] for r in timed)
-    return len(timed) * window_tokens / seconds
+    return statistics.median(r["tokens_per_s"] for r in timed)
 
 
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
