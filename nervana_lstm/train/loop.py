@@ -389,9 +389,11 @@ def _run(
                 window_start = time.perf_counter()
 
             stop_early = False
+            paused = time.perf_counter()  # evaluation and saving are not training time
             if step % cfg.eval.every == 0 or step == tc.steps:
                 figures = evaluate()
                 improved = best is None or figures["loss"] < best - cfg.eval.min_delta
+                improved = broadcast_flag(ctx, improved)  # every process saves, or none
                 if improved:
                     best, evals_since_best = figures["loss"], 0
                 else:
@@ -406,7 +408,7 @@ def _run(
                 stop_early = broadcast_flag(ctx, patience > 0 and evals_since_best >= patience)
             if step % every_ckpt == 0 and step < tc.steps:
                 save(last_path, step)
-                window_start = time.perf_counter()  # saving is not training time
+            window_start += time.perf_counter() - paused
             if stop_early:
                 stopped = "early stopping"
                 break
