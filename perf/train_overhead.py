@@ -49,6 +49,9 @@ AUTO_SHAPES: list[tuple[str, list[str]]] = [
                                  "task.options.seq_len=16", "train.precision=bf16"]),
     ("dglstm H=64 N=16 T=32 fp32", ["model.kind=dglstm", "model.hidden_size=64",
                                      "train.batch_size=16", "task.options.seq_len=32"]),
+    ("rnn H=512 N=16 T=16 fp32", ["model.kind=rnn", "model.hidden_size=512",
+                                  "model.forget_bias=null", "train.batch_size=16",
+                                  "task.options.seq_len=16"]),
 ]  # fmt: skip
 
 
