@@ -241,3 +241,11 @@ def test_forget_bias_init(impl: str) -> None:
 def test_forget_bias_refused_for_gru() -> None:
     with pytest.raises(UsageError, match="no forget gate"):
         config_from_dict({"task": {"name": "adding"}, "model": {"kind": "gru", "forget_bias": 1}})
+
+
+def test_bidirectional_language_model_is_refused(tmp_path: Path) -> None:
+    data = tiny("charlm")
+    data["model"]["bidirectional"] = True
+    with pytest.raises(UsageError, match="backward direction"):
+        train(data, tmp_path / "bi")
+    assert not (tmp_path / "bi").exists()

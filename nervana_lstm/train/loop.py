@@ -177,6 +177,12 @@ def _run(
     cfg = resolve_config(cfg)
     task: Task = make_task(cfg.task.name, **cfg.task.options)
     spec = task.spec
+    if spec.stateful and cfg.model.bidirectional:
+        # the backward direction would read the next characters, which are the targets
+        raise UsageError(
+            f"model.bidirectional=true cannot train task {cfg.task.name!r}: it predicts the "
+            "next token, which a backward direction would already have read"
+        )
     ckpt_dir = out_dir / "checkpoints"
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
 
