@@ -222,13 +222,18 @@ def choose_backend(
     if measure is None or len(pool) == 1:
         return AccelChoice(pool[0], f"the only available backend among {', '.join(pool)}")
     timings: dict[str, float] = {}
+    stopped: set[str] = set()
     with _rng_kept():
         for name in sorted(pool, key=AUTO_ORDER.index):
-            best = min(timings.values(), default=None)
-            timings[name] = measure(name, None if best is None else GIVE_UP_FACTOR * best)
+            fastest = min(timings.values(), default=None)
+            limit = None if fastest is None else GIVE_UP_FACTOR * fastest
+            timings[name] = measure(name, limit)
+            if limit is not None and timings[name] > limit:
+                stopped.add(name)
     best = min(timings, key=timings.__getitem__)
     ranked = ", ".join(
-        f"{n} {timings[n] * 1e3:.1f} ms" for n in sorted(timings, key=timings.__getitem__)
+        f"{n} {timings[n] * 1e3:.1f} ms" + (" (first step only)" if n in stopped else "")
+        for n in sorted(timings, key=timings.__getitem__)
     )
     missing = [b for b in TRAIN_BACKENDS if b not in pool]
     note = f"; not measured: {', '.join(missing)} (unavailable)" if missing else ""
