@@ -197,6 +197,17 @@ def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
         run(other, tmp_path / "r", resume=True)
 
 
+def test_resume_refuses_other_data_shapes(tmp_path: Path) -> None:
+    data = cfg("charlm", steps=2)
+    run(data, tmp_path / "lm")
+    text = tmp_path / "other.txt"
+    text.write_text("a completely different text with few letters " * 40)
+    data["task"]["options"]["corpus"] = str(text)
+    data["train"]["steps"] = 4
+    with pytest.raises(UsageError, match="vocabulary differs"):
+        run(data, tmp_path / "lm", resume=True)
+
+
 def test_run_dir_rules(cli, tmp_path: Path) -> None:
     run(cfg(steps=2), tmp_path / "r")
     with pytest.raises(UsageError, match="already holds a run"):

@@ -226,8 +226,20 @@ def _run(
     plain = build_model(spec, cfg.model, accel.impl_for(choice.backend))
     optimizer = make_optimizer(plain.parameters(), oc)
     if saved:
-        plain.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        chars = getattr(getattr(task, "vocab", None), "chars", None)
+        if saved.get("vocab") is not None and list(chars or []) != saved["vocab"]:
+            raise UsageError(
+                f"checkpoint {last_path} was trained on another text: its vocabulary differs "
+                "from this corpus's"
+            )
+        try:
+            plain.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            raise UsageError(
+                f"checkpoint {last_path} does not fit this task and model: {first_line}"
+            ) from None
     model, optimizer = accel.apply_backend(choice.backend, plain, optimizer, tc.precision)
     model = ctx.wrap(model)
     params = [p for p in model.parameters() if p.requires_grad]
