@@ -43,8 +43,9 @@ AUTO_SHAPES: list[tuple[str, list[str]]] = [
     ("lstm H=512 N=64 T=25 bf16", [
         "model.hidden_size=512", "train.batch_size=64", "task.options.seq_len=25",
         "train.precision=bf16"]),
-    ("gru H=128 N=32 T=64 fp32", ["model.kind=gru", "model.hidden_size=128",
-                                   "model.forget_bias=null"]),
+    ("gru H=512 N=64 T=32 bf16", ["model.kind=gru", "model.hidden_size=512",
+                                   "model.forget_bias=null", "train.batch_size=64",
+                                   "task.options.seq_len=32", "train.precision=bf16"]),
     ("lstm H=32 N=4 T=16 bf16", ["model.hidden_size=32", "train.batch_size=4",
                                  "task.options.seq_len=16", "train.precision=bf16"]),
     ("dglstm H=64 N=16 T=32 fp32", ["model.kind=dglstm", "model.hidden_size=64",
