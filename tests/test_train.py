@@ -249,3 +249,15 @@ def test_bidirectional_language_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="backward direction"):
         train(data, tmp_path / "bi")
     assert not (tmp_path / "bi").exists()
+
+
+def test_auto_timing_never_judges_the_first_call():
+    """The first step carries one-time costs; only a warm step can rule a backend out."""
+    from nervana_lstm.train.accel import time_steps
+
+    calls = []
+    time_steps(lambda: calls.append(1), warmup=2, repeats=3, give_up_after=0.0)
+    assert len(calls) == 2  # the first call is never judged; the second is, and loses
+    calls.clear()
+    time_steps(lambda: calls.append(1), warmup=2, repeats=3, give_up_after=None)
+    assert len(calls) == 5
