@@ -121,6 +121,7 @@ def test_unavailable_backend_is_a_usage_error(
     monkeypatch.setitem(backends._CHECKS, "ipex", lambda: gone)
     with pytest.raises(BackendUnavailable, match="not installed in this environment"):
         train(tiny("adding", accel="ipex"), tmp_path / "x")
+    assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
 def test_ipex_unavailable_on_stock_exits_2(cli, tmp_path: Path) -> None:
@@ -132,6 +133,7 @@ def test_ipex_unavailable_on_stock_exits_2(cli, tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "ipex" in proc.stderr and "unavailable" in proc.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.ipex

@@ -183,6 +183,9 @@ def _run(
             f"model.bidirectional=true cannot train task {cfg.task.name!r}: it predicts the "
             "next token, which a backward direction would already have read"
         )
+    if tc.accel != "auto":
+        # refuse an unavailable backend before anything is written to the run dir
+        accel.choose_backend(tc.accel)
     ckpt_dir = out_dir / "checkpoints"
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
 
