@@ -124,27 +124,36 @@ def ipex_status(
 
 
 @contextlib.contextmanager
-def quiet_native_output() -> Iterator[list[str]]:
-    """Silence what native libraries write to file descriptor 2 inside the block.
+def quiet_native_output(stdout: bool = False) -> Iterator[list[str]]:
+    """Silence what native libraries write to file descriptor 2 (and 1) inside the block.
 
     IPEX prints dozens of kernel-override lines and CUDA notices to stderr when
-    imported or when it first optimizes a model; users should not have to read
-    them. What was written is collected into the yielded list (one string) so a
-    failure can still show it.
+    imported or when it first optimizes a model, and under ``torchrun`` its native
+    library prints a rank guess to stdout; users should not have to read them.
+    What went to stderr is collected into the yielded list (one string) so a
+    failure can still show it; with ``stdout=True`` what went to stdout is dropped.
     """
     captured: list[str] = []
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    fds = (1, 2) if stdout else (2,)
+    saved = {fd: os.dup(fd) for fd in fds}
+    devnull = os.open(os.devnull, os.O_WRONLY)
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 2)
+        if stdout:
+            os.dup2(devnull, 1)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 yield captured
         finally:
+            sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            os.close(devnull)
             sink.seek(0)
             captured.append(sink.read().decode("utf-8", "replace"))
 
@@ -163,7 +172,7 @@ def import_ipex(versions: Callable[[str], str | None] = dist_version) -> ModuleT
         raise BackendUnavailable(f"IPEX is unavailable: {status.reason}")
     import torch  # noqa: F401  (IPEX must see torch already imported)
 
-    with quiet_native_output() as noise:
+    with quiet_native_output(stdout=True) as noise:
         try:
             module = importlib.import_module("intel_extension_for_pytorch")
         except Exception as exc:  # an import failure inside IPEX's native code

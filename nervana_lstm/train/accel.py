@@ -19,9 +19,7 @@ A backend asked for by name that cannot run here is a
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -101,8 +99,7 @@ def apply_backend(
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """Prepare ``model`` and ``optimizer`` for ``backend``; IPEX returns optimized copies."""
     if backend == "ipex":
-        with _quiet_stdout():  # under torchrun IPEX's native library prints its rank guess
-            ipex = backends.import_ipex()
+        ipex = backends.import_ipex()  # silences IPEX's import noise, stdout included
         # IPEX's LSTM op has no registered autograd kernel; torch warns on every backward
         # although the gradients match nn.LSTM's (measured), so the warning is noise here.
         warnings.filterwarnings("ignore", message=".*an autograd kernel was not registered")
@@ -141,22 +138,6 @@ def master_state_dict(
         if master is not None and value.dtype != master.dtype:
             state[key] = master.detach().clone()
     return state
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Discard what native code writes to file descriptor 1 inside the block."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 def time_steps(
