@@ -68,8 +68,10 @@ def premul_forward(net: Any, compile_step: bool = False) -> Callable[[Any], Any]
             h = layer_in.new_zeros(layer_in.shape[1], net.hidden_size)  # (N, H)
             state = (h, h) if two_states else h
             outs = []
-            for t in range(layer_in.shape[0]):
-                state = step(gx[t], state, w_hh, b_hh)
+            # unbind, not gx[t]: the backward of one unbind stacks the step gradients once,
+            # where T index ops would each allocate a zero (T, N, G*H) gradient
+            for gx_t in gx.unbind(0):
+                state = step(gx_t, state, w_hh, b_hh)
                 outs.append(state[0] if two_states else state)
             layer_in = torch.stack(outs)  # (T, N, H)
         return layer_in, state
