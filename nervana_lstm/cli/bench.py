@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--suite",
         default="quick",
-        help="quick (about 2 minutes on 2 cores), deepbench, or a suite YAML file "
+        help="quick (about a minute on 2 cores), deepbench, or a suite YAML file "
         "(see configs/bench/example.yaml); default: quick",
     )
     parser.add_argument("--kinds", help=f"comma list of {','.join(KINDS)} (default: the suite's)")
