@@ -20,6 +20,7 @@ __all__ = [
     "ISA_FLAGS",
     "THREAD_ENV_VARS",
     "CpuInfo",
+    "allocator",
     "check_supported",
     "collect_info",
     "read_cpu_info",
@@ -161,7 +162,8 @@ def _openvino_info() -> dict[str, Any]:
     return info
 
 
-def _allocator() -> str:
+def allocator() -> str:
+    """The memory allocator in use, judged from LD_PRELOAD (jemalloc, tcmalloc, ...)."""
     preload = os.environ.get("LD_PRELOAD", "")
     for name in ("jemalloc", "tcmalloc", "mimalloc"):
         if name in preload:
@@ -195,6 +197,6 @@ def collect_info() -> dict[str, Any]:
         "backends": backends,
         "threads": {
             "env": {name: os.environ.get(name) for name in THREAD_ENV_VARS},
-            "allocator": _allocator(),
+            "allocator": allocator(),
         },
     }

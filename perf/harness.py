@@ -14,7 +14,6 @@ Rows are plain dicts (see :mod:`perf.report` for the schema).
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -249,7 +248,7 @@ def run_suite(
     suite: Suite, sel: Selection, log: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Measure the suite; return the results document (machine, peaks, rows)."""
-    from nervana_lstm.platform_info import collect_info
+    from nervana_lstm.platform_info import allocator, collect_info
     from perf.runner import affinity, timer_overhead
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -333,7 +332,7 @@ def run_suite(
         },
         "machine": collect_info(),
         "affinity": affinity(),
-        "allocator": _allocator(),
+        "allocator": allocator(),
         "timer_overhead": overhead.as_dict(),
         "peaks": peaks,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -342,15 +341,6 @@ def run_suite(
         "command": " ".join(["nervana-lstm", *sys.argv[1:]]) if sys.argv else None,
         "rows": rows,
     }
-
-
-def _allocator() -> str:
-    """The allocator in use, judged like ``collect_info`` does: from LD_PRELOAD."""
-    preload = os.environ.get("LD_PRELOAD", "")
-    for name in ("jemalloc", "tcmalloc", "mimalloc"):
-        if name in preload:
-            return name
-    return "glibc malloc"
 
 
 def _fill_rates(
