@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from nervana_lstm.cli import COMMANDS
 
 
@@ -35,3 +37,25 @@ def test_unknown_command_and_option_exit_2(cli):
         assert done.returncode == 2, args
         assert "Traceback" not in done.stderr
         assert "usage:" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("arch", "flags", "message"),
+    [
+        ("aarch64", {"avx2": False}, "targets x86-64 CPUs, but this machine is aarch64"),
+        ("x86_64", {"avx2": False}, "lacks AVX2"),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_compute_commands_refuse_unsupported_cpus(
+    monkeypatch, capsys, command, arch, flags, message
+):
+    from nervana_lstm import platform_info
+    from nervana_lstm.cli import main
+
+    cpu = platform_info.CpuInfo("Test CPU", "TestVendor", arch, 2, 2, 2, flags)
+    monkeypatch.setattr(platform_info, "read_cpu_info", lambda: cpu)
+    args = [command, "--config", "configs/missing.yaml"] if command == "train" else [command]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

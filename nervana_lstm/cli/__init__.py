@@ -32,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 EXIT_USAGE = 2
 
+#: Commands that run recurrent kernels; they refuse CPUs the kernels do not target.
+COMPUTE_COMMANDS = frozenset({"train", "sample", "bench"})
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -53,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in COMPUTE_COMMANDS:
+            from nervana_lstm import platform_info
+
+            platform_info.check_supported(platform_info.read_cpu_info())
         return int(args._run(args) or 0)
     except UsageError as exc:
         print(f"nervana-lstm {args.command}: error: {exc}", file=sys.stderr)
