@@ -212,10 +212,12 @@ def render_markdown(results: dict[str, Any]) -> str:
         )
     over = results["timer_overhead"]["median_ms"]
     smallest = min((r["timing"]["median_ms"] for r in ok), default=None)
-    ratio = f" = {100 * over / smallest:.4f}% of the smallest measured time ({smallest:.3f} ms)"
+    ratio = ""
+    if smallest:  # none when no row ran (every implementation n/a, skipped or failed)
+        ratio = f" = {100 * over / smallest:.4f}% of the smallest measured time ({smallest:.3f} ms)"
     lines += [
         "",
-        f"Timing a no-op costs {over * 1e3:.2f} µs per call{ratio if smallest else ''}.",
+        f"Timing a no-op costs {over * 1e3:.2f} µs per call{ratio}.",
         "",
         f"FLOPs: `{s['count']}` count "
         + (

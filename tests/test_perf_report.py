@@ -1,0 +1,63 @@
+"""The report writer on a run where nothing could be measured (every row n/a)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from perf.harness import Selection, _row, plan
+from perf.report import render_markdown, write_report
+from perf.suites import suite_from_dict
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _nothing_ran() -> dict:
+    """A results document shaped like run_suite's, whose every row is n/a."""
+    suite = suite_from_dict(
+        {
+            "name": "none-ran",
+            "defaults": {"impls": ["ipex"], "modes": ["infer"], "dtypes": ["fp32"]},
+            "shapes": [
+                {"kind": "lstm", "seq_len": 2, "batch": 1, "input_size": 4, "hidden_size": 4}
+            ],
+        }
+    )
+    planned = plan(suite, Selection())
+    rows = [_row(p, suite.defaults.count) for p in planned]
+    for row in rows:
+        if row["status"] == "pending":
+            row["status"], row["reason"] = "n/a", "IPEX is not installed in this environment"
+    return {
+        "schema": 1,
+        "suite": {"name": suite.name, "description": "", "source": None},
+        "settings": {**suite.defaults.model_dump(), "instances": 1, "selection": {}},
+        "machine": {
+            "cpu": {"model": "test CPU", "vendor": "test", "cores": 2, "threads": 2, "flags": {}},
+            "torch": {},
+            "openvino": {},
+            "ipex": {},
+            "nncf": {},
+            "threads": {"env": {}},
+        },
+        "affinity": [0, 1],
+        "allocator": "glibc malloc",
+        "timer_overhead": {"median_ms": 0.0001},
+        "peaks": {},
+        "started": "2026-01-01T00:00:00Z",
+        "wall_s": 0.1,
+        "phases": {},
+        "command": "nervana-lstm bench",
+        "rows": rows,
+    }
+
+
+def test_report_when_no_row_was_measured(tmp_path: Path) -> None:
+    results = _nothing_ran()
+    md = render_markdown(results)
+    assert "No row was measured." in md
+    assert "ipex/fp32 — n/a: IPEX is not installed" in md
+    paths = write_report(results, tmp_path / "out")
+    assert json.loads(paths["json"].read_text())["rows"] == results["rows"]
+    for name in ("speedup", "gflops_vs_hidden"):
+        assert paths[name].read_bytes().startswith(PNG_MAGIC)
