@@ -153,3 +153,12 @@ def test_cli_usage_errors_exit_2(cli, tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
         assert "expected" in proc.stderr
         assert not (tmp_path / "o").exists(), "nothing is written on a usage error"
+
+
+def test_instances_below_one_exits_2(cli, tmp_path: Path) -> None:
+    for value in ("0", "-1"):
+        proc = cli("bench", f"--instances={value}", "--out", str(tmp_path / "o"), timeout=120)
+        assert proc.returncode == 2, (value, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert "expected an integer >= 1" in proc.stderr
+        assert not (tmp_path / "o").exists(), "nothing is written on a usage error"

@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         instances = int(args.instances)
     except ValueError:
         raise UsageError(f"--instances got {args.instances!r}; expected an integer >= 1") from None
+    if instances < 1:
+        raise UsageError(f"--instances got {args.instances!r}; expected an integer >= 1")
     sel = Selection(
         kinds=_csv(args.kinds, KINDS, "--kinds"),
         impls=_csv(args.impls, IMPLS, "--impls"),
