@@ -223,6 +223,39 @@ def test_run_dir_rules(cli, tmp_path: Path) -> None:
     assert "not a usable nervana-lstm checkpoint" in proc.stderr
 
 
+def test_refused_resume_keeps_the_runs_config(tmp_path: Path) -> None:
+    data = cfg("charlm", steps=2)
+    run(data, tmp_path / "lm")
+    saved_config = (tmp_path / "lm" / "config.yaml").read_text()
+    text = tmp_path / "other.txt"
+    text.write_text("a completely different text with few letters " * 40)
+    data["task"]["options"]["corpus"] = str(text)
+    data["train"]["steps"] = 4
+    with pytest.raises(UsageError, match="vocabulary differs"):
+        run(data, tmp_path / "lm", resume=True)
+    assert (tmp_path / "lm" / "config.yaml").read_text() == saved_config
+
+
+def test_refused_model_leaves_no_run_dir(tmp_path: Path) -> None:
+    data = cfg(steps=2)
+    data["model"].update(kind="dglstm", bidirectional=True)
+    with pytest.raises(UsageError, match="unidirectional"):
+        run(data, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_that_is_a_file_exits_2(cli, tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.write_text("not a run dir\n")
+    proc = cli(
+        "train", "--config", "configs/adding.yaml", "--out", str(target),
+        "--set", "task.options.T=5", "--set", "train.steps=1", "--set", "train.accel=onednn",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "is not a directory" in proc.stderr
+    assert target.read_text() == "not a run dir\n"
+
+
 def _start(out: Path, steps: int) -> subprocess.Popen[str]:
     args = [
         sys.executable, "-m", "nervana_lstm", "train", "--config", "configs/adding.yaml",

@@ -202,9 +202,8 @@ def _run(
             f"{out_dir} already holds a run (checkpoints/last.pt); pass --resume to continue it "
             "or choose another --out"
         )
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a directory; choose another --out")
     start_step = int(saved["step"]) if saved else 0
 
     # 4 + 5. backend, model, optimizer ---------------------------------------------
@@ -273,6 +272,13 @@ def _run(
         + (f" ({ctx.backend})" if ctx.active else "")
     )
     if ctx.is_main:
+        # Written only now that the run is set up: a refused config, model or checkpoint
+        # leaves no run dir behind and never replaces the config of a run being resumed.
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the run directory --out {out_dir}: {exc}") from None
+        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         write_text_atomic(
             out_dir / "run.json",
             json.dumps(
