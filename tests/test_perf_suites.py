@@ -162,3 +162,13 @@ def test_instances_below_one_exits_2(cli, tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
         assert "expected an integer >= 1" in proc.stderr
         assert not (tmp_path / "o").exists(), "nothing is written on a usage error"
+
+
+def test_unwritable_out_is_refused_before_measuring(cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = cli("bench", "--out", str(blocker / "sub"), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "is not a directory" in proc.stderr
+    assert "GEMM peak" not in proc.stderr, "refused before any measurement"

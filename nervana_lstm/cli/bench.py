@@ -15,6 +15,7 @@ than A by more than the threshold on any row.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -96,6 +97,19 @@ def _int_csv(value: str | None, flag: str) -> list[int] | None:
     return items
 
 
+def _check_out_dir(out: Path) -> None:
+    """Refuse an --out that cannot be written now, not after minutes of measuring."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    base = out.absolute()
+    while not base.exists():  # the nearest existing folder is where the report is created
+        base = base.parent
+    if not base.is_dir():
+        raise UsageError(f"--out {out}: {base} is not a directory; expected a folder path")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {base} is not writable; expected a writable folder")
+
+
 def _run_compare(args: argparse.Namespace) -> int:
     from perf.compare import compare, format_comparison, load_results, parse_threshold
 
@@ -140,8 +154,7 @@ def run(args: argparse.Namespace) -> int:
             )
     suite = load_suite(args.suite)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory")
+    _check_out_dir(out)
     results = run_suite(suite, sel)
     paths = write_report(results, out)
     counts: dict[str, int] = {}
