@@ -196,6 +196,34 @@ def test_sample_refuses_non_charlm_checkpoint(cli, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "needs a charlm checkpoint" in proc.stderr
 
 
+def test_tiny_temperature_samples_the_most_likely_character() -> None:
+    from nervana_lstm.data.vocab import CharVocab
+    from nervana_lstm.train.sampling import generate
+
+    vocab = CharVocab.from_chars(list("abcdefgh "))
+    spec = TaskSpec(
+        name="charlm", input_kind="tokens", input_size=vocab.size, output_size=vocab.size,
+        target="classify_steps", stateful=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(spec, ModelConfig(hidden_size=8, embedding_dim=4), "fused").eval()
+    with torch.no_grad():  # logits scaled up so that 1e-40 overflows a plain division
+        model.head.weight.mul_(1e3)
+    greedy = generate(model, vocab, "ab", 12, 0.0, torch.Generator().manual_seed(0))
+    for t in (1e-40, 1e-30):
+        assert generate(model, vocab, "ab", 12, t, torch.Generator().manual_seed(1)) == greedy
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--temperature", "inf"), ("--temperature", "nan"), ("--seed", "-1"),
+                          ("--seed", str(2**64))],
+)  # fmt: skip
+def test_sample_refuses_bad_numbers_with_exit_2(cli, option: str, value: str) -> None:
+    proc = cli("sample", "no-such.pt", option, value)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert option in proc.stderr
+
+
 def test_lr_schedule() -> None:
     cfg = OptimConfig(lr=1.0, schedule="cosine", warmup_steps=4, min_lr_ratio=0.1)
     assert [lr_at(s, cfg, 14) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]

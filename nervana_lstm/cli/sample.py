@@ -9,6 +9,7 @@ The prompt is read by the model first; each next character is drawn from
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -30,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.length <= 1_000_000:
         raise UsageError(f"--length expects 1..1000000 characters, got {args.length}")
-    if not args.temperature >= 0.0:  # also refuses nan
-        raise UsageError(f"--temperature expects a number >= 0, got {args.temperature}")
+    if not 0.0 <= args.temperature < math.inf:  # also refuses nan
+        raise UsageError(f"--temperature expects a finite number >= 0, got {args.temperature}")
+    if not 0 <= args.seed < 2**63:
+        raise UsageError(f"--seed expects an integer in 0..2**63-1, got {args.seed}")
     if not args.prompt:
         raise UsageError("--prompt must not be empty")
 

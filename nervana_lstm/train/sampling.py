@@ -58,7 +58,9 @@ def generate(
         if temperature == 0.0:
             nxt = int(scores.argmax())
         else:
-            probs = torch.softmax(scores / temperature, dim=-1)
+            # Shift so the best score is 0 before dividing: a tiny temperature then gives
+            # -inf for the rest (probability 0) instead of inf - inf = nan.
+            probs = torch.softmax((scores - scores.max()) / temperature, dim=-1)
             nxt = int(torch.multinomial(probs, 1, generator=generator))
         out.append(nxt)
         logits, state = model(torch.tensor([[nxt]]), state)  # (1, 1, V)
