@@ -122,7 +122,20 @@ def _machine_lines(results: dict[str, Any]) -> list[str]:
         f"{'' if ipex.get('usable') else ' (not usable here)'}, OpenVINO {ov.get('version')}, "
         f"NNCF {m.get('nncf', {}).get('version')}",
         f"- allocator: {results['allocator']}; thread variables: {env or 'none set'}",
+        *_onednn_isa_lines(results["rows"]),
     ]
+
+
+def _onednn_isa_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The ISA oneDNN reported in the ONEDNN_VERBOSE reruns (what its kernels could use)."""
+    isas = sorted(
+        {
+            r["proof"]["onednn"]["isa"]
+            for r in rows
+            if (r.get("proof") or {}).get("onednn") and r["proof"]["onednn"].get("isa")
+        }
+    )
+    return [f"- oneDNN ISA (ONEDNN_VERBOSE): {isa}" for isa in isas]
 
 
 #: column order of the summary table

@@ -61,3 +61,14 @@ def test_report_when_no_row_was_measured(tmp_path: Path) -> None:
     assert json.loads(paths["json"].read_text())["rows"] == results["rows"]
     for name in ("speedup", "gflops_vs_hidden"):
         assert paths[name].read_bytes().startswith(PNG_MAGIC)
+
+
+def test_report_names_the_isa_onednn_reported() -> None:
+    results = _nothing_ran()
+    row = next(r for r in results["rows"] if r["impl"] == "onednn")
+    row["proof"]["onednn"] = {
+        "isa": "Intel AVX-512 with Intel DL Boost",
+        "rnn": ["brgemm:avx512_core forward_inference"],
+    }
+    md = render_markdown(results)
+    assert "- oneDNN ISA (ONEDNN_VERBOSE): Intel AVX-512 with Intel DL Boost" in md
