@@ -86,6 +86,16 @@ def test_forward_rejects_bad_lengths(impl: str) -> None:
         net(x, lengths=torch.tensor([5.0, 2.0]))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forward_rejects_lengths_that_are_not_numbers(impl: str) -> None:
+    net = make_rnn("gru", impl, 3, 4)
+    x = torch.randn(5, 2, 3)
+    with pytest.raises(UsageError, match=r"integer tensor of shape \(N,\) = \(2,\), got list"):
+        net(x, lengths=["5", "2"])
+    with pytest.raises(UsageError, match=r"integer tensor of shape \(N,\) = \(2,\), got str"):
+        net(x, lengths="52")
+
+
 def test_dglstm_cell_size_constraint() -> None:
     h = c = torch.zeros(2, 4)
     w_ih, w_hh, b = torch.zeros(16, 4), torch.zeros(16, 4), torch.zeros(16)

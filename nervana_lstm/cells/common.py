@@ -153,7 +153,13 @@ def check_lengths(lengths: object, batch: int, steps: int) -> torch.Tensor | Non
     if lengths is None:
         return None
     if not isinstance(lengths, torch.Tensor):
-        lengths = torch.as_tensor(lengths)
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError):
+            raise UsageError(
+                f"lengths must be an integer tensor of shape (N,) = ({batch},), "
+                f"got {type(lengths).__name__} {lengths!r:.60}"
+            ) from None
     if lengths.dim() != 1 or lengths.shape[0] != batch:
         raise UsageError(f"lengths must have shape (N,) = ({batch},), got {tuple(lengths.shape)}")
     if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
