@@ -64,7 +64,8 @@ OptionValue = int | float | str | bool | None | list[int | float | str | bool]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: `steps: true` or `lr: "0.1"` is a wrong type, not 1 or 0.1 (an int still fits a float)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class TaskConfig(_Section):
@@ -110,7 +111,8 @@ class OptimConfig(_Section):
     name: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    #: YAML gives a list; strict=False lets it fill the tuple (each item is still a strict float)
+    betas: tuple[float, float] = Field((0.9, 0.999), strict=False)
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     #: max global gradient norm; None disables clipping
     clip_norm: float | None = Field(1.0, gt=0.0)

@@ -112,6 +112,27 @@ def test_bad_values_name_path_type_and_value(data: dict, fragments: list[str]) -
         assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("train.steps=true", "train.steps: expected int (>= 1), got True (bool)"),
+        ("train.steps='20'", "train.steps: expected int (>= 1), got '20' (str)"),
+        ("optim.lr='0.1'", "optim.lr: expected float (> 0.0), got '0.1' (str)"),
+        ("model.bidirectional=1", "model.bidirectional: expected bool, got 1 (int)"),
+        ("optim.betas=['0.8', 0.9]", "optim.betas: expected a list of float, float, got '0.8'"),
+    ],
+)
+def test_wrong_types_are_not_coerced(text: str, fragment: str) -> None:
+    with pytest.raises(UsageError) as info:
+        config_from_dict(apply_overrides(MINIMAL, [text]))
+    assert fragment in str(info.value)
+
+
+def test_ints_fill_float_keys_and_lists_fill_betas() -> None:
+    cfg = config_from_dict(apply_overrides(MINIMAL, ["optim.lr=1", "optim.betas=[0.8, 0.9]"]))
+    assert cfg.optim.lr == 1.0 and cfg.optim.betas == (0.8, 0.9)
+
+
 def test_file_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
