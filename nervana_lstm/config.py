@@ -120,6 +120,14 @@ class OptimConfig(_Section):
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
 
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        # AdamW's running averages need each beta in [0, 1); torch would raise a bare ValueError
+        if not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError(f"each beta must be >= 0 and < 1, got {list(value)}")
+        return value
+
 
 class TrainConfig(_Section):
     """Steps, batches, seeds, where the arithmetic runs, and how often to log and save."""

@@ -120,6 +120,7 @@ def test_bad_values_name_path_type_and_value(data: dict, fragments: list[str]) -
         ("optim.lr='0.1'", "optim.lr: expected float (> 0.0), got '0.1' (str)"),
         ("model.bidirectional=1", "model.bidirectional: expected bool, got 1 (int)"),
         ("optim.betas=['0.8', 0.9]", "optim.betas: expected a list of float, float, got '0.8'"),
+        ("optim.betas=[1.0, 0.5]", "optim.betas: expected a list of float, float, got [1.0, 0.5]"),
     ],
 )
 def test_wrong_types_are_not_coerced(text: str, fragment: str) -> None:
