@@ -197,6 +197,16 @@ def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
         run(other, tmp_path / "r", resume=True)
 
 
+def test_resume_refuses_another_optimizer(tmp_path: Path) -> None:
+    data = cfg(steps=2)
+    data["optim"]["name"] = "sgd"
+    run(data, tmp_path / "r")
+    data["optim"]["name"] = "adamw"
+    data["train"]["steps"] = 4
+    with pytest.raises(UsageError, match=r"optim\.name is 'sgd' in the checkpoint but 'adamw'"):
+        run(data, tmp_path / "r", resume=True)
+
+
 def test_resume_refuses_other_data_shapes(tmp_path: Path) -> None:
     data = cfg("charlm", steps=2)
     run(data, tmp_path / "lm")

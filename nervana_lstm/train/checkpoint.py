@@ -45,9 +45,11 @@ __all__ = [
 FORMAT = "nervana-lstm-checkpoint"
 VERSION = 1
 
-#: config keys that decide the shapes of the weights; a checkpoint must agree on all of them
+#: config keys that decide the shapes of the weights and of the optimizer state; a checkpoint
+#: must agree on all of them
 SHAPE_KEYS: tuple[tuple[str, str], ...] = (
     ("task", "name"),
+    ("optim", "name"),
     ("model", "kind"),
     ("model", "hidden_size"),
     ("model", "num_layers"),
