@@ -40,11 +40,14 @@ __all__ = [
 PRECISIONS: dict[str, str] = {"f32": "f32", "bf16": "bf16"}
 
 
-def _flat_outputs_module(module: torch.nn.Module, with_state: bool) -> torch.nn.Module:
+def _flat_outputs_module(
+    module: torch.nn.Module, with_state: bool, transpose: bool = False
+) -> torch.nn.Module:
     """Wrap ``module`` so it returns a flat tuple ``(y, h_n[, c_n])`` for tracing.
 
     With ``with_state`` the wrapper also takes the initial state as plain tensors:
-    ``(x, h_0)`` or, for an LSTM, ``(x, h_0, c_0)``.
+    ``(x, h_0)`` or, for an LSTM, ``(x, h_0, c_0)``. With ``transpose`` it swaps the
+    first two axes of ``x`` and ``y``, for a caller whose layout differs from the module's.
     """
     import torch
 
@@ -55,7 +58,8 @@ def _flat_outputs_module(module: torch.nn.Module, with_state: bool) -> torch.nn.
 
         def forward(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
             init = None if not with_state else (state[0] if len(state) == 1 else state)
-            out, final = self.inner(x, init)
+            out, final = self.inner(x.transpose(0, 1) if transpose else x, init)
+            out = out.transpose(0, 1) if transpose else out
             if isinstance(final, tuple):  # LSTM: (h_n, c_n)
                 return (out, *final)
             return out, final
@@ -80,7 +84,8 @@ def convert_rnn(
             converted, so the result holds a single ``*Sequence`` op). The module is put
             in eval mode.
         input_size: features per step; read from the module when omitted.
-        batch_first: layout of ``x``; read from the module when omitted.
+        batch_first: layout of ``x``; read from the module when omitted (for a toolkit
+            module, its own ``batch_first``: the wrapped torch module is time-major).
         with_state: add the initial state as inputs ``h_0`` (and ``c_0`` for an LSTM),
             each ``[L*D, -1, H]``; without it the state starts at zero inside the model.
         example_steps, example_batch: size of the example used for tracing.
@@ -104,7 +109,12 @@ def convert_rnn(
             f"wrapping one as .module); {type(module).__name__} steps through time in Python"
         )
     size = int(input_size if input_size is not None else inner.input_size)
-    first = batch_first if batch_first is not None else bool(inner.batch_first)
+    # a toolkit wrapper holds a time-major torch module and transposes itself
+    first = bool(
+        batch_first
+        if batch_first is not None
+        else getattr(module, "batch_first", inner.batch_first)
+    )
     inner = inner.eval()
     dims = (example_batch, example_steps) if first else (example_steps, example_batch)
     examples = [torch.zeros(*dims, size)]
@@ -122,7 +132,7 @@ def convert_rnn(
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             model = ov.convert_model(
-                _flat_outputs_module(inner, with_state),
+                _flat_outputs_module(inner, with_state, first != bool(inner.batch_first)),
                 example_input=tuple(examples) if with_state else examples[0],
                 input=shapes,
             )

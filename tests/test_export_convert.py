@@ -51,3 +51,21 @@ def test_refuses_what_it_cannot_convert_faithfully() -> None:
         convert_rnn(make_rnn("lstm", "reference", 4, 8))
     with pytest.raises(UsageError, match="expected one of"):
         compile_rnn(convert_rnn(make_rnn("gru", "fused", 4, 8)), "fp8")
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+def test_batch_first_module_keeps_its_layout(with_state: bool) -> None:
+    torch.manual_seed(0)
+    net = make_rnn("lstm", "fused", 4, 8, batch_first=True)  # x (N, T, I)
+    compiled = compile_rnn(convert_rnn(net, with_state=with_state), "f32", threads=1)
+    x = torch.randn(3, 5, 4)
+    h0, c0 = torch.randn(1, 3, 8), torch.randn(1, 3, 8)
+    with torch.no_grad():
+        y, (h, c) = net(x, (h0, c0) if with_state else None)
+    feed = {"x": x.numpy()}
+    if with_state:
+        feed.update(h_0=h0.numpy(), c_0=c0.numpy())
+    got = compiled(feed)
+    np.testing.assert_allclose(got["y"], y.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["h_n"], h.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["c_n"], c.numpy(), atol=1e-5)
