@@ -122,7 +122,18 @@ def _machine_lines(results: dict[str, Any]) -> list[str]:
         f"{'' if ipex.get('usable') else ' (not usable here)'}, OpenVINO {ov.get('version')}, "
         f"NNCF {m.get('nncf', {}).get('version')}",
         f"- allocator: {results['allocator']}; thread variables: {env or 'none set'}",
+        *_amx_lines(cpu["flags"]),
         *_onednn_isa_lines(results["rows"]),
+    ]
+
+
+def _amx_lines(flags: dict[str, bool]) -> list[str]:
+    """AMX is the Xeon bf16/int8 path; say so when this CPU cannot take it."""
+    if flags.get("amx_bf16"):
+        return []
+    return [
+        "- AMX: n/a, this CPU has no amx_bf16 flag; bf16 rows ran without AMX tiles "
+        "(AVX-512 BF16 where the ISA line lists it)"
     ]
 
 

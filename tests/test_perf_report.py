@@ -72,3 +72,10 @@ def test_report_names_the_isa_onednn_reported() -> None:
     }
     md = render_markdown(results)
     assert "- oneDNN ISA (ONEDNN_VERBOSE): Intel AVX-512 with Intel DL Boost" in md
+
+
+def test_report_says_when_amx_cannot_run() -> None:
+    results = _nothing_ran()
+    assert "- AMX: n/a, this CPU has no amx_bf16 flag" in render_markdown(results)
+    results["machine"]["cpu"]["flags"] = {"amx_tile": True, "amx_bf16": True}
+    assert "AMX: n/a" not in render_markdown(results)
