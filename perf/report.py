@@ -423,7 +423,10 @@ def _gflops_chart(
             else f"{kind} {mode}, {threads} thread(s)",
             fontsize=9,
         )
-        ax.legend(fontsize=6, ncol=2, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, ncol=2, loc="lower right")
+        else:  # nothing ran: an empty chart that says so, not a matplotlib warning
+            ax.text(0.5, 0.5, "no GFLOP/s measured", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from perf.harness import Selection, _row, plan
@@ -79,3 +80,12 @@ def test_report_says_when_amx_cannot_run() -> None:
     assert "- AMX: n/a, this CPU has no amx_bf16 flag" in render_markdown(results)
     results["machine"]["cpu"]["flags"] = {"amx_tile": True, "amx_bf16": True}
     assert "AMX: n/a" not in render_markdown(results)
+
+
+def test_empty_charts_raise_no_warning(tmp_path: Path) -> None:
+    from perf.report import write_charts
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = write_charts(_nothing_ran(), tmp_path)
+    assert all(p.read_bytes().startswith(PNG_MAGIC) for p in paths)
