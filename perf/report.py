@@ -245,9 +245,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"FLOPs: `{s['count']}` count "
         + (
-            "(2·G·H·(I+H)·T·N per layer, G gate blocks)"
+            "(2·G·H·(I+H)·T·N per layer, G gate blocks: 1 rnn, 3 gru, 4 lstm and dglstm; "
+            "I = H above layer 0, where a DG-LSTM layer adds its depth gate's 2·H·I·T·N)"
             if s["count"] == "full"
-            else "(DeepBench, recurrent only: 2·G·H²·T·N)"
+            else "(DeepBench, recurrent only: 2·G·H²·T·N per layer; G = 1 rnn, 3 gru, "
+            "4 lstm and dglstm)"
         )
         + "; training = 3x forward. Speedups are the baseline's median over this median "
         "(same shape, mode, dtype and threads).",

@@ -89,3 +89,21 @@ def test_empty_charts_raise_no_warning(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         paths = write_charts(_nothing_ran(), tmp_path)
     assert all(p.read_bytes().startswith(PNG_MAGIC) for p in paths)
+
+
+def test_report_states_the_flop_formula_per_kind() -> None:
+    from perf.flops import GATES_HH, GATES_IH, full_flops
+
+    results = _nothing_ran()
+    md = render_markdown(results)
+    assert "2·G·H·(I+H)·T·N per layer, G gate blocks: 1 rnn, 3 gru, 4 lstm and dglstm" in md
+    assert "depth gate's 2·H·I·T·N" in md
+    # the stated formula is the one perf.flops computes
+    assert (GATES_HH["rnn"], GATES_HH["gru"], GATES_HH["lstm"], GATES_HH["dglstm"]) == (1, 3, 4, 4)
+    h, t, n = 8, 3, 2
+    one = full_flops("dglstm", t, n, h, h, num_layers=1)
+    two = full_flops("dglstm", t, n, h, h, num_layers=2)
+    assert two - one == 2 * 4 * h * (h + h) * t * n + 2 * h * h * t * n
+    assert GATES_IH["dglstm"] == 5
+    results["settings"]["count"] = "recurrent"
+    assert "2·G·H²·T·N per layer; G = 1 rnn, 3 gru, 4 lstm and dglstm" in render_markdown(results)
