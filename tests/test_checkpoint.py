@@ -233,6 +233,17 @@ def test_run_dir_rules(cli, tmp_path: Path) -> None:
     assert "not a usable nervana-lstm checkpoint" in proc.stderr
 
 
+def test_run_files_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        run(cfg(steps=2), tmp_path / "r")
+    finally:
+        os.umask(previous)
+    names = ["config.yaml", "run.json", "loss.png", "checkpoints/last.pt", "checkpoints/best.pt"]
+    for name in names:
+        assert (tmp_path / "r" / name).stat().st_mode & 0o777 == 0o644, name
+
+
 def test_refused_resume_keeps_the_runs_config(tmp_path: Path) -> None:
     data = cfg("charlm", steps=2)
     run(data, tmp_path / "lm")

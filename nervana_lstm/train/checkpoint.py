@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from nervana_lstm.errors import UsageError
+from nervana_lstm.train.report import ordinary_file_mode
 
 __all__ = [
     "FORMAT",
@@ -84,6 +85,7 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, ordinary_file_mode())
         with os.fdopen(fd, "wb") as fh:
             torch.save(wrapper, fh)
             fh.flush()

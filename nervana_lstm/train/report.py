@@ -20,7 +20,22 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["MetricsLog", "ProgressDisplay", "plot_losses", "read_metrics", "write_text_atomic"]
+__all__ = [
+    "MetricsLog",
+    "ProgressDisplay",
+    "ordinary_file_mode",
+    "plot_losses",
+    "read_metrics",
+    "write_text_atomic",
+]
+
+
+def ordinary_file_mode() -> int:
+    """``0o666`` less the umask: what ``open(path, "w")`` would give. ``mkstemp`` makes temp
+    files 0600, and a run's files are for whoever may read the run dir, not only its owner."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -28,6 +43,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, ordinary_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
@@ -180,6 +196,7 @@ def plot_losses(records: Iterable[dict[str, Any]], path: Path, title: str) -> No
         ax.legend()
     fig.tight_layout()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.fchmod(fd, ordinary_file_mode())
     os.close(fd)
     try:
         fig.savefig(tmp)
