@@ -176,6 +176,24 @@ def test_early_stopping(tmp_path: Path) -> None:
     assert "early stopping at step 15" in log
 
 
+def test_resuming_an_early_stopped_run_stays_stopped_unless_patience_grows(
+    tmp_path: Path,
+) -> None:
+    data = tiny("adding", steps=100)
+    data["eval"] = {"every": 5, "patience": 2, "min_delta": 100.0}
+    train(data, tmp_path / "es")
+    before = load_checkpoint(tmp_path / "es" / "checkpoints" / "last.pt")
+    result, log = train(data, tmp_path / "es", resume=True)
+    assert result.stopped_because == "early stopping" and result.step == 15
+    assert "nothing to do: the run stopped early at step 15" in log
+    after = load_checkpoint(tmp_path / "es" / "checkpoints" / "last.pt")
+    assert after["step"] == 15
+    assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+    data["eval"]["patience"] = 3  # a larger patience continues the run
+    result, _ = train(data, tmp_path / "es", resume=True)
+    assert result.stopped_because == "early stopping" and result.step == 20
+
+
 def test_sample_generates_from_a_charlm_checkpoint(cli, tmp_path: Path) -> None:
     train(tiny("charlm", steps=10), tmp_path / "lm")
     ckpt = tmp_path / "lm" / "checkpoints" / "last.pt"

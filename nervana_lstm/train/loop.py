@@ -359,8 +359,15 @@ def _run(
     model.train()
     if start_step >= tc.steps:
         say(f"nothing to do: the checkpoint is at step {start_step} of train.steps={tc.steps}")
+    elif saved and 0 < cfg.eval.patience <= evals_since_best:
+        # the run had stopped early; the uninterrupted run would not train on either
+        stopped = "early stopping"
+        say(
+            f"nothing to do: the run stopped early at step {start_step} ({evals_since_best} "
+            f"evals without improvement, eval.patience={cfg.eval.patience})"
+        )
     with StopRequest() as signals:
-        while step < tc.steps:
+        while step < tc.steps and stopped == "completed":
             batch = task.train_batch(step, tc.batch_size, ctx.rank, ctx.world_size)
             lr = lr_at(step, oc, tc.steps)
             set_lr(optimizer, lr)
