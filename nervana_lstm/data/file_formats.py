@@ -284,6 +284,8 @@ def read_npz(path: str, kind: Kind, allow_pickle: bool = False) -> SequenceFile:
 def read_sequences(path: str, kind: Kind, allow_pickle: bool = False) -> SequenceFile:
     """Read ``path`` by its extension: ``.csv`` or ``.npz``."""
     ext = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path):
+        raise UsageError(f"data file {path!r} is a directory; expected a .csv or .npz file")
     if not os.path.isfile(path):
         raise UsageError(f"data file {path!r} does not exist")
     if ext == ".csv":
