@@ -191,7 +191,7 @@ def test_bad_npz_and_paths(tmp_path):
         make_task("files", path=str(tmp_path / "junk.npz"))
     with pytest.raises(UsageError, match="does not exist"):
         make_task("files", path=str(tmp_path / "none.csv"))
-    with pytest.raises(UsageError, match="is a directory; expected a .csv or .npz file"):
+    with pytest.raises(UsageError, match=r"is a directory; expected a \.csv or \.npz file"):
         make_task("files", path=str(tmp_path))
     (tmp_path / "d.json").write_text("{}")
     with pytest.raises(UsageError, match=r"unknown extension '\.json'"):
