@@ -23,12 +23,12 @@ test-stock: venv-stock
 	NERVANA_LSTM_STACK=stock $(VENV_STOCK)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/python -m ruff check .
+	$(VENV)/bin/python -m ruff format --check .
 
 format: venv
-	$(VENV)/bin/ruff check --fix .
-	$(VENV)/bin/ruff format .
+	$(VENV)/bin/python -m ruff check --fix .
+	$(VENV)/bin/python -m ruff format .
 
 clean:
 	rm -rf runs bench-out .pytest_cache

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build (or reuse) the virtual environment for one stack and link it into the repo.
+# Build (or reuse) the virtual environment for one stack and give this checkout its own view of it.
 #
 #   scripts/setup-venv.sh ipex    -> .venv        (torch 2.8 + IPEX 2.8.0, the default)
 #   scripts/setup-venv.sh stock   -> .venv-stock  (newest torch, no IPEX)
@@ -52,13 +52,30 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 
-# The repo's own code is installed editable, so it always runs from this checkout.
-quiet "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$root"
-"$venv/bin/python" -c "import nervana_lstm" || { echo "setup-venv: install failed" >&2; exit 1; }
-
-if [ -e "$link" ] && [ ! -L "$link" ]; then
-  echo "setup-venv: $link exists and is not a link made by this script; move it away" >&2
+# The checkout gets a thin environment of its own (.venv or .venv-stock): the cached
+# environment's packages are reached through a .pth file, and this repo is installed
+# editable there, so each clone runs its own code while sharing the heavy packages.
+own_marker="$link/.nervana-lstm-stack"
+if [ -e "$link" ] && [ ! -f "$own_marker" ] && [ ! -L "$link" ]; then
+  echo "setup-venv: $link exists and was not made by this script; move it away" >&2
   exit 2
 fi
-ln -sfn "$venv" "$link"
-echo "setup-venv: $stack ready at $(basename "$link") -> $venv"
+if [ -L "$link" ] || [ "$(cat "$own_marker" 2>/dev/null)" != "$venv" ]; then
+  rm -rf "$link"
+  "$python" -m venv --without-pip "$link"
+  base_site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  own_site=$("$link/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  # addsitedir (not a bare path line) so the cached environment's own .pth files run too
+  echo "import site; site.addsitedir('$base_site')" >"$own_site/_nervana_lstm_stack.pth"
+  echo "$venv" >"$own_marker"
+fi
+# an editable install left in the shared environment would shadow other clones
+if [ -n "$(ls "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    | grep -i '^nervana_lstm.*dist-info$' || true)" ]; then
+  quiet "$venv/bin/python" -m pip uninstall --quiet --yes nervana-lstm
+fi
+quiet "$venv/bin/python" -m pip --python "$link/bin/python" install --quiet --no-deps \
+  --no-build-isolation -e "$root"
+(cd / && "$link/bin/python" -c "import nervana_lstm, sys; assert nervana_lstm.__file__.startswith('$root/'), nervana_lstm.__file__") \
+  || { echo "setup-venv: install failed" >&2; exit 1; }
+echo "setup-venv: $stack ready at $(basename "$link") (packages from $venv)"
