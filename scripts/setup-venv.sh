@@ -38,6 +38,12 @@ if [ "$pyver" != "3.11" ]; then
   exit 2
 fi
 
+own_marker="$link/.nervana-lstm-stack"
+if [ -e "$link" ] && [ ! -f "$own_marker" ] && [ ! -L "$link" ]; then
+  echo "setup-venv: $link exists and was not made by this script; move it away" >&2
+  exit 2
+fi
+
 key=$( (cat "$lock"; "$python" -VV) | sha256sum | cut -c1-16)
 home=${NERVANA_LSTM_VENVS:-$HOME/.cache/nervana-lstm/venvs}
 venv="$home/$stack-$key"
@@ -55,11 +61,6 @@ fi
 # The checkout gets a thin environment of its own (.venv or .venv-stock): the cached
 # environment's packages are reached through a .pth file, and this repo is installed
 # editable there, so each clone runs its own code while sharing the heavy packages.
-own_marker="$link/.nervana-lstm-stack"
-if [ -e "$link" ] && [ ! -f "$own_marker" ] && [ ! -L "$link" ]; then
-  echo "setup-venv: $link exists and was not made by this script; move it away" >&2
-  exit 2
-fi
 if [ -L "$link" ] || [ "$(cat "$own_marker" 2>/dev/null)" != "$venv" ]; then
   rm -rf "$link"
   "$python" -m venv --without-pip "$link"

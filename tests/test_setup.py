@@ -56,3 +56,27 @@ def test_locks_pin_every_package_exactly():
                 pins[name.lower().replace("_", "-")] = version
         assert must <= set(pins)
         assert "intel-extension-for-pytorch" not in pins or pins["torch"].startswith("2.8.")
+
+
+def test_a_foreign_venv_folder_is_left_alone(tmp_path):
+    """A .venv the script did not make is refused before anything is built or removed."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "requirements").mkdir()
+    (repo / "scripts" / "setup-venv.sh").write_text(SCRIPT.read_text())
+    (repo / "requirements" / "stock.lock").write_text("torch==2.13.0\n")
+    mine = repo / ".venv-stock"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("user data")
+    venvs = tmp_path / "venvs"
+    done = subprocess.run(
+        ["bash", str(repo / "scripts" / "setup-venv.sh"), "stock"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NERVANA_LSTM_VENVS": str(venvs)},
+    )
+    assert done.returncode == 2
+    assert "was not made by this script; move it away" in done.stderr
+    assert (mine / "keep.txt").read_text() == "user data"
+    assert not venvs.exists()
