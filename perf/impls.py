@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -333,12 +333,3 @@ def build(spec: Spec) -> Variant:
         raise ValueError(f"unknown implementation {spec.impl!r}; expected one of {IMPLS}")
     with pinned_threads(spec.threads):
         return _BUILDERS[spec.impl](spec)
-
-
-@contextlib.contextmanager
-def threads_for(spec: Spec) -> Iterator[None]:
-    """Pin torch's thread count to the spec's for the duration of a measurement."""
-    from perf.runner import pinned_threads
-
-    with pinned_threads(spec.threads):
-        yield
