@@ -50,6 +50,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from nervana_lstm.atomic import write_bytes_atomic
+
 __all__ = [
     "render_markdown",
     "render_summary",
@@ -59,28 +61,8 @@ __all__ = [
 ]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; reports are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(results: dict[str, Any], path: Path) -> None:
-    _atomic_write(path, (json.dumps(results, indent=1, sort_keys=False) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(results, indent=1, sort_keys=False) + "\n").encode())
 
 
 # --------------------------------------------------------------------------- markdown
@@ -440,7 +422,7 @@ def _save(fig: Any, path: Path) -> None:
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    _atomic_write(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def write_report(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
@@ -458,7 +440,7 @@ def write_report(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     try:
         write_json(results, stage / "results.json")
         charts = write_charts(results, stage)
-        _atomic_write(stage / "report.md", render_markdown(results).encode())
+        write_bytes_atomic(stage / "report.md", render_markdown(results).encode())
         out_dir.mkdir(parents=True, exist_ok=True)
         names = {"json": "results.json", "md": "report.md"}
         names.update({c.stem: c.name for c in charts})

@@ -10,12 +10,11 @@ pipeline works end to end. ``configs/data/sines.csv`` was written by
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 
 import numpy as np
 import torch
 
+from nervana_lstm.atomic import atomic_path
 from nervana_lstm.data.seeding import generator_for
 
 __all__ = ["sine_sequences", "write_example_csv", "write_example_npz"]
@@ -37,16 +36,8 @@ def sine_sequences(n: int = 120, seed: int = 0) -> tuple[list[torch.Tensor], lis
 
 
 def _atomic_write(path: str, write) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w" if path.endswith(".csv") else "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; this is a data file to share
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w" if path.endswith(".csv") else "wb") as f:
+        write(f)
 
 
 def write_example_csv(path: str, n: int = 120, seed: int = 0) -> None:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,8 +30,8 @@ from typing import Any
 
 import torch
 
+from nervana_lstm.atomic import atomic_path
 from nervana_lstm.errors import UsageError
-from nervana_lstm.train.report import ordinary_file_mode
 
 __all__ = [
     "FORMAT",
@@ -83,17 +81,8 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
         "sha256": hashlib.sha256(data).hexdigest(),
         "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, ordinary_file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(wrapper, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as fh:
+        torch.save(wrapper, fh)
 
 
 _PRIMITIVES = (str, int, float, bool, type(None), torch.Tensor)

@@ -32,6 +32,7 @@ import yaml
 from rich.console import Console
 from torch import nn
 
+from nervana_lstm.atomic import write_text_atomic
 from nervana_lstm.config import RunConfig, config_from_dict
 from nervana_lstm.data import Batch, Task, make_task, shard_slice, task_options
 from nervana_lstm.errors import UsageError
@@ -51,7 +52,6 @@ from nervana_lstm.train.report import (
     ProgressDisplay,
     plot_losses,
     read_metrics,
-    write_text_atomic,
 )
 from nervana_lstm.train.schedule import lr_at, make_optimizer, set_lr
 from nervana_lstm.train.signals import StopRequest

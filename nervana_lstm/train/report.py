@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,36 +18,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from nervana_lstm.atomic import atomic_path, write_text_atomic
+
 __all__ = [
     "MetricsLog",
     "ProgressDisplay",
-    "ordinary_file_mode",
     "plot_losses",
     "read_metrics",
-    "write_text_atomic",
 ]
-
-
-def ordinary_file_mode() -> int:
-    """``0o666`` less the umask: what ``open(path, "w")`` would give. ``mkstemp`` makes temp
-    files 0600, and a run's files are for whoever may read the run dir, not only its owner."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, ordinary_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -195,15 +171,9 @@ def plot_losses(records: Iterable[dict[str, Any]], path: Path, title: str) -> No
     if train or evals:
         ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.fchmod(fd, ordinary_file_mode())
-    os.close(fd)
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp)
     finally:
         plt.close(fig)
 
