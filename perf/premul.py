@@ -7,16 +7,16 @@ step, so all ``T`` of them become one GEMM before the loop::
     for t in 0..T-1:
         state = <kind>_step(GX[t], state, W_hh, b_hh)   # per-gate recurrent matmuls
 
-The per-step functions are the reference cells' own (``lstm_step``,
-``gru_step``, ``rnn_step`` in :mod:`nervana_lstm.cells`), so the arithmetic is
-the reference cell's; only where the input matmuls happen changes. This is
+The loop is the reference stack's own (:func:`nervana_lstm.cells.base.run_layer`)
+and the per-step functions are the reference cells' (``lstm_step``, ``gru_step``,
+``rnn_step``, found by kind in :data:`nervana_lstm.cells.STEPS`), so the
+arithmetic is the reference cell's; only where the input matmuls happen changes. This is
 fastrnns' classic middle variant between the unfused cell and a fused kernel.
 ``compiled`` hands the same step function to ``torch.compile`` (inductor).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -27,24 +27,29 @@ __all__ = ["premul_forward", "step_function"]
 
 def step_function(kind: str) -> Callable[..., Any]:
     """The reference cell's ``<kind>_step(gx, state, weight_hh, bias_hh)``; Unavailable if none."""
-    try:
-        module = importlib.import_module(f"nervana_lstm.cells.{kind}")
-        return getattr(module, f"{kind}_step")
-    except (ImportError, AttributeError):
+    from nervana_lstm.cells import STEPS
+
+    if kind not in STEPS:
         raise Unavailable(
             f"the {kind} reference cells offer no per-step function on a precomputed input "
             f"projection ({kind}_step), which premul and compiled are built from"
-        ) from None
+        )
+    return STEPS[kind]
 
 
 def premul_forward(net: Any, compile_step: bool = False) -> Callable[[Any], Any]:
     """A forward ``x (T, N, I) -> (out (T, N, H), state)`` over ``net``'s own parameters.
 
     ``net`` is a reference stack from ``make_rnn(kind, "reference", ...)``
-    (unidirectional, no ``lengths``); gradients flow into its parameters.
+    (unidirectional, no ``lengths``); gradients flow into its parameters. Each
+    layer is the stack's own loop (:func:`~nervana_lstm.cells.base.run_layer`) on
+    the stack's hoisted projection (``net.project``); ``state`` is the last
+    layer's final ``h`` (rnn, gru) or ``(h, c)`` (lstm), each (N, H).
     """
     import torch
-    import torch.nn.functional as F
+
+    from nervana_lstm.cells.base import bind_step, run_layer
+    from nervana_lstm.choices import has_cell_state
 
     kind = net.kind
     if getattr(net, "bidirectional", False):
@@ -57,23 +62,17 @@ def premul_forward(net: Any, compile_step: bool = False) -> Callable[[Any], Any]
     step = step_function(kind)
     if compile_step:
         step = torch.compile(step, dynamic=False)
-    two_states = kind in ("lstm", "dglstm")
+    two_states = has_cell_state(kind)
 
     def forward(x: torch.Tensor) -> tuple[torch.Tensor, Any]:
         layer_in = x  # (T, N, I)
         state: Any = None
         for k in range(net.num_layers):
-            w_ih, w_hh, b_ih, b_hh = net.layer_weights(k)
-            gx = F.linear(layer_in, w_ih, b_ih)  # (T, N, G*H): the hoisted GEMM
+            _, w_hh, _, b_hh = net.layer_weights(k)
             h = layer_in.new_zeros(layer_in.shape[1], net.hidden_size)  # (N, H)
-            state = (h, h) if two_states else h
-            outs = []
-            # unbind, not gx[t]: the backward of one unbind stacks the step gradients once,
-            # where T index ops would each allocate a zero (T, N, G*H) gradient
-            for gx_t in gx.unbind(0):
-                state = step(gx_t, state, w_hh, b_hh)
-                outs.append(state[0] if two_states else state)
-            layer_in = torch.stack(outs)  # (T, N, H)
-        return layer_in, state
+            init = (h, h) if two_states else (h,)
+            gx = net.project(k, layer_in)  # ((T, N, G*H),): the hoisted GEMM
+            layer_in, state, _ = run_layer(bind_step(kind, w_hh, b_hh, step), gx, init)
+        return layer_in, (state if two_states else state[0])
 
     return forward

@@ -1,12 +1,28 @@
 """The unfused recurrent stack: torch.nn parameters, a Python loop over time.
 
+:func:`run_layer` is the one loop over the steps of a layer: it feeds each
+step's inputs to a step function, holds finished sequences with a per-step
+mask, and runs either direction. Everything that runs a layer step by step
+goes through it: the reference stacks, the fused DG-LSTM and the bench's
+premul forward.
+
 :class:`ReferenceStack` owns what every reference kind shares: parameters
 named and laid out as in ``torch.nn.RNN/LSTM/GRU``, input and state checks,
 layers and directions, dropout between layers, and ``lengths`` handled with a
-per-step mask. A subclass supplies the cell: ``kind`` and :meth:`_cell`.
+per-step mask. A subclass supplies the cell: ``kind`` and :meth:`_cell_step`.
+A stack with ``hoist_input = True`` instead computes the input's share of
+every step in one GEMM before the loop (:meth:`ReferenceStack.project`) and
+steps on it (:meth:`ReferenceStack.hoisted_step`).
+
+:data:`STEPS` maps each kind to its ``<kind>_step``, the step from a
+precomputed input projection; each kind's module registers its own.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +40,79 @@ from nervana_lstm.cells.common import (
     step_mask,
 )
 
-__all__ = ["ReferenceStack", "direction_suffixes"]
+__all__ = ["STEPS", "Cells", "ReferenceStack", "bind_step", "direction_suffixes", "run_layer"]
 
+#: The state of one layer inside the loop: ``(h,)`` or ``(h, c)``, each (N, H).
 Cells = tuple[torch.Tensor, ...]
+
+#: ``<kind>_step(gx, state, ...)`` of every kind, filled by the kind's module.
+STEPS: dict[str, Callable[..., Any]] = {}
+
+
+def run_layer(
+    step: Callable[..., Cells],
+    inputs: Sequence[torch.Tensor],
+    state: Cells,
+    mask: torch.Tensor | None = None,
+    *,
+    reverse: bool = False,
+    keep_cells: bool = False,
+) -> tuple[torch.Tensor, Cells, torch.Tensor | None]:
+    """Run one layer over all its steps: ``state = step(*inputs_t, state)`` for each t.
+
+    ``inputs`` are the sequences the step reads, each (T, N, *): the layer's
+    input, or its projection computed for all steps at once. ``state`` is the
+    state before the first step, ``mask`` an optional (T, N, 1) bool, True where
+    step t is inside sequence n: a padded step keeps the state and outputs
+    zero, so the backward direction (``reverse``) starts at each sequence's
+    own last step, since everything after it is padding.
+
+    Returns the outputs ``h_t`` (T, N, H), the state after each sequence's last
+    valid step, and with ``keep_cells`` the cell ``c_t`` of every step (T, N, H)
+    (which a DG-LSTM layer above reads), else None.
+    """
+    steps = inputs[0].shape[0]
+    # unbind once rather than index x[t]: backward of an index op would scatter
+    # each step's gradient into a fresh (T, N, *) buffer
+    per_step = list(zip(*(x.unbind(0) for x in inputs), strict=True))
+    mask_t = None if mask is None else mask.unbind(0)
+    outs: list[torch.Tensor] = [state[0]] * steps  # placeholders, every slot is overwritten
+    cells: list[torch.Tensor] | None = [state[0]] * steps if keep_cells else None
+    order = range(steps - 1, -1, -1) if reverse else range(steps)
+    for t in order:
+        new = step(*per_step[t], state)
+        if mask_t is None:
+            state = new
+            outs[t] = new[0]
+        else:
+            m = mask_t[t]  # (N, 1)
+            state = tuple(torch.where(m, n, s) for n, s in zip(new, state, strict=True))
+            outs[t] = torch.where(m, new[0], new[0].new_zeros(()))
+        if cells is not None:
+            cells[t] = state[1]
+    return torch.stack(outs), state, None if cells is None else torch.stack(cells)
+
+
+def bind_step(
+    kind: str,
+    weight_hh: torch.Tensor,
+    bias_hh: torch.Tensor | None,
+    step: Callable[..., Any] | None = None,
+) -> Callable[..., Cells]:
+    """A layer's step on a hoisted projection, in :func:`run_layer`'s form ``(gx_t, state)``.
+
+    ``step`` is ``<kind>_step`` (default ``STEPS[kind]``; a compiled form of it
+    also fits), called with this layer's recurrent weights; rnn and gru steps
+    take and give a bare ``h``, which is wrapped into the loop's ``(h,)``.
+    """
+    fn = STEPS[kind] if step is None else step
+    if has_cell_state(kind):
+        return partial(fn, weight_hh=weight_hh, bias_hh=bias_hh)
+
+    def one_state(gx: torch.Tensor, state: Cells) -> Cells:
+        return (fn(gx, state[0], weight_hh, bias_hh),)
+
+    return one_state
 
 
 def direction_suffixes(bidirectional: bool) -> tuple[str, ...]:
@@ -39,6 +125,10 @@ class ReferenceStack(nn.Module):
 
     kind: str = ""
     impl: str = "reference"
+    #: True: each layer projects the input of all its steps in one GEMM before the
+    #: time loop (:meth:`project`) and steps with :meth:`hoisted_step`; False: each
+    #: step runs the cell on ``x_t``, one matmul per gate and operand.
+    hoist_input: bool = False
 
     def __init__(
         self,
@@ -96,14 +186,31 @@ class ReferenceStack(nn.Module):
 
     # ----------------------------------------------------------------- per kind
 
-    def _cell(
-        self, k: int, reverse: bool, x: torch.Tensor, state: Cells, lower: torch.Tensor | None
-    ) -> Cells:
-        """One step of layer ``k``: new state tuple from input (N, I_k) and state."""
+    def _cell_step(self, k: int, reverse: bool) -> Callable[..., Cells]:
+        """Layer ``k``'s step on its input: ``(x_t, state) -> state``, x_t (N, I_k).
+
+        A layer that reads the lower layer's cells takes ``(x_t, c_lower_t, state)``.
+        """
         raise NotImplementedError
 
     #: True when layer k needs the cell sequence of layer k-1 (dglstm's depth gate).
     _needs_lower_cells = False
+
+    def project(
+        self, k: int, x: torch.Tensor, lower: torch.Tensor | None = None, reverse: bool = False
+    ) -> tuple[torch.Tensor, ...]:
+        """The input's share of every step of layer ``k``, hoisted out of the time loop.
+
+        ``(W_ih X + b_ih,)``, one (T*N x I_k) @ (I_k x G*H) GEMM giving (T, N, G*H)
+        for ``x`` (T, N, I_k); these are the sequences :meth:`hoisted_step` reads.
+        """
+        w_ih, _, b_ih, _ = self.layer_weights(k, reverse)
+        return (F.linear(x, w_ih, b_ih),)
+
+    def hoisted_step(self, k: int, reverse: bool = False) -> Callable[..., Cells]:
+        """Layer ``k``'s step on :meth:`project`'s sequences: the kind's ``<kind>_step``."""
+        _, w_hh, _, b_hh = self.layer_weights(k, reverse)
+        return bind_step(self.kind, w_hh, b_hh)  # type: ignore[arg-type]
 
     def _run_layer(
         self,
@@ -114,38 +221,15 @@ class ReferenceStack(nn.Module):
         mask: torch.Tensor | None,
         lower: torch.Tensor | None,
     ) -> tuple[torch.Tensor, Cells, torch.Tensor | None]:
-        """Layer ``k`` over all steps of ``x`` (T, N, I_k).
-
-        Returns the outputs (T, N, H) (zero at padded steps), the state after each
-        sequence's last valid step, and the cell sequence (T, N, H) when a layer
-        above needs it.
-        """
-        steps = x.shape[0]
-        # unbind once rather than index x[t]: backward of an index op would scatter
-        # each step's gradient into a fresh (T, N, I) buffer
-        x_t = x.unbind(0)
-        lower_t = None if lower is None else lower.unbind(0)
-        mask_t = None if mask is None else mask.unbind(0)
-        outs: list[torch.Tensor] = [x] * steps  # placeholders, every slot is overwritten
-        cells: list[torch.Tensor] = []
-        order = range(steps - 1, -1, -1) if reverse else range(steps)
-        for t in order:
-            new = self._cell(k, reverse, x_t[t], state, None if lower_t is None else lower_t[t])
-            if mask_t is None:
-                state = new
-                outs[t] = new[0]
-            else:
-                # padded steps keep the state; the backward direction thus starts at
-                # each sequence's own last step, since everything after it is padding
-                m = mask_t[t]  # (N, 1)
-                state = tuple(torch.where(m, n, s) for n, s in zip(new, state, strict=True))
-                outs[t] = torch.where(m, new[0], new[0].new_zeros(()))
-            if self._needs_lower_cells:
-                cells.append(state[1])
-        cell_seq = torch.stack(cells) if cells else None  # (T, N, H)
-        if cells and reverse:
-            cell_seq = cell_seq.flip(0)
-        return torch.stack(outs), state, cell_seq
+        """Layer ``k`` over all steps of ``x`` (T, N, I_k); see :func:`run_layer`."""
+        if self.hoist_input:
+            inputs = self.project(k, x, lower, reverse)
+            step = self.hoisted_step(k, reverse)
+        else:
+            inputs = (x,) if lower is None else (x, lower)
+            step = self._cell_step(k, reverse)
+        keep = self._needs_lower_cells
+        return run_layer(step, inputs, state, mask, reverse=reverse, keep_cells=keep)
 
     # ----------------------------------------------------------------- forward
 

@@ -2,7 +2,9 @@
 
 Everything a caller can get wrong (sizes, input rank, feature size, state
 shape, lengths) is checked here and reported as a :class:`UsageError` that
-names what was expected and what came.
+names what was expected and what came. The name sets ``KINDS`` and ``IMPLS``
+(the cells implementations) and ``has_cell_state`` are
+:mod:`nervana_lstm.choices`' own, re-exported here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import math
 
 import torch
 
+from nervana_lstm import choices
+from nervana_lstm.choices import CELLS_IMPLS as IMPLS
+from nervana_lstm.choices import KINDS, has_cell_state
 from nervana_lstm.errors import UsageError
 
 __all__ = [
@@ -29,15 +34,8 @@ __all__ = [
     "step_mask",
 ]
 
-#: Recurrent cell kinds.
-KINDS: tuple[str, ...] = ("rnn", "lstm", "gru", "dglstm")
-#: Implementations of each kind.
-IMPLS: tuple[str, ...] = ("fused", "reference")
-
 #: ``h`` for rnn/gru, ``(h, c)`` for lstm/dglstm; each (L*D, N, H).
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3, "dglstm": 4}
 
 
 def check_kind(kind: str) -> str:
@@ -53,13 +51,11 @@ def check_impl(impl: str) -> str:
 
 
 def gate_count(kind: str) -> int:
-    """Rows of ``weight_ih`` per hidden unit: 1 (rnn), 3 (gru), 4 (lstm, dglstm)."""
-    return _GATES[check_kind(kind)]
+    """Rows of ``weight_ih`` per hidden unit: 1 (rnn), 3 (gru), 4 (lstm, dglstm).
 
-
-def has_cell_state(kind: str) -> bool:
-    """True when the state is ``(h, c)`` rather than ``h``."""
-    return kind in ("lstm", "dglstm")
+    Raises :class:`UsageError` for an unknown kind.
+    """
+    return choices.gate_count(check_kind(kind))
 
 
 def init_bound(hidden_size: int) -> float:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nervana_lstm.cells.base import Cells, ReferenceStack
+from nervana_lstm.cells.base import STEPS, Cells, ReferenceStack
 from nervana_lstm.cells.lstm import lstm_cell
 from nervana_lstm.errors import UsageError
 
@@ -34,11 +35,24 @@ def dglstm_step(
     weight_cd: torch.Tensor,
     weight_ld: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One DG-LSTM step given the input's share of the gates.
+    r"""One DG-LSTM step of a layer above the first, given the input's share of the gates.
 
-    ``gx = W_ih x_t + b_ih`` as one (N, 4H) tensor (gate order i, f, g, o) or four
-    (N, H) tensors; ``gd = W_xd x_t + b_d`` (N, H); ``c_lower`` the lower layer's
-    cell at the same step (N, H). Returns ``(h_t, c_t)``, each (N, H).
+    .. math::
+        \begin{array}{ll}
+        i_t = \sigma(g_{xi} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t = \sigma(g_{xf} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t = \tanh(g_{xg} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t = \sigma(g_{xo} + W_{ho} h_{t-1} + b_{ho}) \\
+        d_t = \sigma(g_d + w_{cd} \odot c_{t-1} + w_{ld} \odot c^{l-1}_t) \\
+        c_t = d_t \odot c^{l-1}_t + f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t = o_t \odot \tanh(c_t)
+        \end{array}
+
+    ``gx`` is :math:`(g_{xi}|g_{xf}|g_{xg}|g_{xo}) = W_{ih} x_t + b_{ih}` as one (N, 4H)
+    tensor (gate order i, f, g, o) or four (N, H) tensors; ``gd`` is
+    :math:`g_d = W_{xd} x_t + b_d` (N, H); ``state`` is :math:`(h_{t-1}, c_{t-1})`;
+    ``c_lower`` is :math:`c^{l-1}_t`, the lower layer's cell at the same step (N, H).
+    One recurrent matmul per gate. Returns ``(h_t, c_t)``, each (N, H).
     """
     h, c = state
     _check_lower(c_lower, c)
@@ -53,6 +67,9 @@ def dglstm_step(
     c = d * c_lower + f * c + i * g
     h = o * torch.tanh(c)
     return h, c
+
+
+STEPS["dglstm"] = dglstm_step
 
 
 def dglstm_cell(
@@ -158,15 +175,13 @@ class DGLSTMReference(ReferenceStack):
             if self.bias:
                 self.register_parameter(f"bias_d_l{k}", nn.Parameter(torch.empty(h)))
 
-    def _cell(
-        self, k: int, reverse: bool, x: torch.Tensor, state: Cells, lower: torch.Tensor | None
-    ) -> Cells:
+    def _cell_step(self, k: int, reverse: bool) -> Callable[..., Cells]:
+        w_ih, w_hh, b_ih, b_hh = self.layer_weights(k)
         if k == 0:
-            return lstm_cell(x, state, *self.layer_weights(k))  # type: ignore[arg-type]
-        return dglstm_cell(
-            x,
-            state,  # type: ignore[arg-type]
-            lower,  # type: ignore[arg-type]
-            *self.layer_weights(k),  # type: ignore[arg-type]
-            *depth_weights(self, k),
-        )
+            return partial(lstm_cell, weight_ih=w_ih, weight_hh=w_hh, bias_ih=b_ih, bias_hh=b_hh)
+        weights = (w_ih, w_hh, b_ih, b_hh, *depth_weights(self, k))
+
+        def step(x: torch.Tensor, c_lower: torch.Tensor, state: Cells) -> Cells:
+            return dglstm_cell(x, state, c_lower, *weights)  # type: ignore[arg-type]
+
+        return step

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from nervana_lstm.cells.base import Cells, ReferenceStack
+from nervana_lstm.cells.base import STEPS, Cells, ReferenceStack
 
 __all__ = ["GRUReference", "gru_cell", "gru_step"]
 
@@ -18,8 +18,19 @@ def gru_step(
     weight_hh: torch.Tensor,
     bias_hh: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One GRU step given ``gx = W_ih x_t + b_ih``: one (N, 3H) tensor in gate order
-    r, z, n, or three (N, H) tensors. One recurrent matmul per gate; returns ``h_t`` (N, H).
+    r"""One GRU step given the input's share of the gates; returns ``h_t`` (N, H).
+
+    .. math::
+        \begin{array}{ll}
+        r_t = \sigma(g_{xr} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t = \sigma(g_{xz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n_t = \tanh(g_{xn} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+        \end{array}
+
+    ``gx`` is :math:`(g_{xr}|g_{xz}|g_{xn}) = W_{ih} x_t + b_{ih}`, one (N, 3H)
+    tensor in gate order r, z, n or three (N, H) tensors; ``h`` is :math:`h_{t-1}`.
+    One recurrent matmul per gate.
     """
     gx_r, gx_z, gx_n = gx.chunk(3, 1) if isinstance(gx, torch.Tensor) else gx
     w_hr, w_hz, w_hn = weight_hh.chunk(3, 0)  # each (H, H)
@@ -28,6 +39,9 @@ def gru_step(
     z = torch.sigmoid(gx_z + F.linear(h, w_hz, b_hz))
     n = torch.tanh(gx_n + r * F.linear(h, w_hn, b_hn))  # reset after the recurrent matmul
     return (1 - z) * n + z * h
+
+
+STEPS["gru"] = gru_step
 
 
 def gru_cell(
@@ -89,7 +103,10 @@ class GRUReference(ReferenceStack):
 
     kind = "gru"
 
-    def _cell(
-        self, k: int, reverse: bool, x: torch.Tensor, state: Cells, lower: torch.Tensor | None
-    ) -> Cells:
-        return (gru_cell(x, state[0], *self.layer_weights(k, reverse)),)  # type: ignore[arg-type]
+    def _cell_step(self, k: int, reverse: bool) -> Callable[..., Cells]:
+        weights = self.layer_weights(k, reverse)
+
+        def step(x: torch.Tensor, state: Cells) -> Cells:
+            return (gru_cell(x, state[0], *weights),)  # type: ignore[arg-type]
+
+        return step

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-from nervana_lstm.cells.base import Cells, ReferenceStack
+from nervana_lstm.cells.base import STEPS, Cells, ReferenceStack
 
 __all__ = ["LSTMReference", "lstm_cell", "lstm_step"]
 
@@ -18,10 +19,21 @@ def lstm_step(
     weight_hh: torch.Tensor,
     bias_hh: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step given the input's share of the gates.
+    r"""One LSTM step given the input's share of the gates.
 
-    ``gx`` is ``W_ih x_t + b_ih``, either one (N, 4H) tensor in gate order i, f, g, o
-    or four (N, H) tensors. The recurrent part is one matmul per gate.
+    .. math::
+        \begin{array}{ll}
+        i_t = \sigma(g_{xi} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t = \sigma(g_{xf} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t = \tanh(g_{xg} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t = \sigma(g_{xo} + W_{ho} h_{t-1} + b_{ho}) \\
+        c_t = f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t = o_t \odot \tanh(c_t)
+        \end{array}
+
+    ``gx`` is :math:`(g_{xi}|g_{xf}|g_{xg}|g_{xo}) = W_{ih} x_t + b_{ih}`, either one
+    (N, 4H) tensor in gate order i, f, g, o or four (N, H) tensors; ``state`` is
+    :math:`(h_{t-1}, c_{t-1})`. The recurrent part is one matmul per gate.
     Returns ``(h_t, c_t)``, each (N, H).
     """
     h, c = state
@@ -35,6 +47,9 @@ def lstm_step(
     c = f * c + i * g
     h = o * torch.tanh(c)
     return h, c
+
+
+STEPS["lstm"] = lstm_step
 
 
 def lstm_cell(
@@ -107,7 +122,6 @@ class LSTMReference(ReferenceStack):
 
     kind = "lstm"
 
-    def _cell(
-        self, k: int, reverse: bool, x: torch.Tensor, state: Cells, lower: torch.Tensor | None
-    ) -> Cells:
-        return lstm_cell(x, state, *self.layer_weights(k, reverse))  # type: ignore[arg-type]
+    def _cell_step(self, k: int, reverse: bool) -> Callable[..., Cells]:
+        w_ih, w_hh, b_ih, b_hh = self.layer_weights(k, reverse)
+        return partial(lstm_cell, weight_ih=w_ih, weight_hh=w_hh, bias_ih=b_ih, bias_hh=b_hh)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-from nervana_lstm.cells.base import Cells, ReferenceStack
+from nervana_lstm.cells.base import STEPS, Cells, ReferenceStack
 
 __all__ = ["RNNReference", "rnn_cell", "rnn_step"]
 
@@ -13,8 +15,20 @@ __all__ = ["RNNReference", "rnn_cell", "rnn_step"]
 def rnn_step(
     gx: torch.Tensor, h: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """One tanh RNN step given ``gx = W_ih x_t + b_ih`` (N, H); returns ``h_t`` (N, H)."""
+    r"""One tanh RNN step given the input's share ``gx`` (N, H); returns ``h_t`` (N, H).
+
+    .. math::
+        \begin{array}{ll}
+        g_x = W_{ih} x_t + b_{ih} \\
+        h_t = \tanh(g_x + W_{hh} h_{t-1} + b_{hh})
+        \end{array}
+
+    ``h`` is :math:`h_{t-1}`; the recurrent part is one matmul.
+    """
     return torch.tanh(gx + F.linear(h, weight_hh, bias_hh))
+
+
+STEPS["rnn"] = rnn_step
 
 
 def rnn_cell(
@@ -64,7 +78,10 @@ class RNNReference(ReferenceStack):
 
     kind = "rnn"
 
-    def _cell(
-        self, k: int, reverse: bool, x: torch.Tensor, state: Cells, lower: torch.Tensor | None
-    ) -> Cells:
-        return (rnn_cell(x, state[0], *self.layer_weights(k, reverse)),)  # type: ignore[arg-type]
+    def _cell_step(self, k: int, reverse: bool) -> Callable[..., Cells]:
+        weights = self.layer_weights(k, reverse)
+
+        def step(x: torch.Tensor, state: Cells) -> Cells:
+            return (rnn_cell(x, state[0], *weights),)  # type: ignore[arg-type]
+
+        return step
