@@ -101,10 +101,16 @@ def bind_step(
 ) -> Callable[..., Cells]:
     """A layer's step on a hoisted projection, in :func:`run_layer`'s form ``(gx_t, state)``.
 
-    ``step`` is ``<kind>_step`` (default ``STEPS[kind]``; a compiled form of it
-    also fits), called with this layer's recurrent weights; rnn and gru steps
-    take and give a bare ``h``, which is wrapped into the loop's ``(h,)``.
+    For rnn, lstm and gru. ``step`` is ``<kind>_step`` (default ``STEPS[kind]``;
+    a compiled form of it also fits), called with this layer's recurrent
+    weights; rnn and gru steps take and give a bare ``h``, which is wrapped
+    into the loop's ``(h,)``.
     """
+    if kind == "dglstm":
+        raise ValueError(
+            "bind_step covers rnn, lstm and gru: dglstm_step also reads the depth gate's "
+            "projection and the lower layer's cell; DGLSTMFused is the hoisted dglstm"
+        )
     fn = STEPS[kind] if step is None else step
     if has_cell_state(kind):
         return partial(fn, weight_hh=weight_hh, bias_hh=bias_hh)
