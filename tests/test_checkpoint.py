@@ -424,7 +424,7 @@ def test_load_trained_rebuilds_a_charlm_model(tmp_path: Path, impl: str) -> None
     for key, value in trained.model.state_dict().items():
         assert torch.equal(value, saved["model"][key]), key
     ids = trained.vocab.encode("The ").view(-1, 1)  # (T, 1)
-    logits, (h, c) = trained.model(ids)
+    logits, (h, _c) = trained.model(ids)
     assert logits.shape == (4, 1, trained.vocab.size) and h.shape == (1, 1, 12)
 
 

@@ -387,7 +387,7 @@ def test_build_for_restores_before_the_backend_is_applied() -> None:
         with torch.no_grad():
             model.head.bias.fill_(7.0)
 
-    model, optimizer, plain = build_for("onednn", task, cfg, restore)
+    model, _, _ = build_for("onednn", task, cfg, restore)
     assert seen == ["SequenceModel"] and float(model.head.bias.detach()) == 7.0
     again, _, _ = build_for("onednn", task, cfg)  # the same initial weights without it
     for key, value in again.state_dict().items():
