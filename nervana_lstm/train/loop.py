@@ -132,7 +132,8 @@ def _train(
     _check_task_and_backend(cfg, spec)
 
     # 2. restore -----------------------------------------------------------------------
-    resumed = _open_resume(paths, cfg, vocab, say) if resume else _check_fresh(paths)
+    resumed = checkpoint.restore(paths.last, cfg, vocab, say) if resume else None
+    _check_run_dir(paths, resuming=resume)
 
     # 3. backend -----------------------------------------------------------------------
     choice = _choose_backend(cfg, task, ctx, resumed)
@@ -173,15 +174,8 @@ def _train(
                 out, new_state = model(batch.x, progress.carry, batch.lengths)
                 loss = task.loss(out.float(), batch)
 
-            # One small all-reduce shares loss, tokens and stop requests between processes.
-            shared = combine(
-                ctx,
-                torch.tensor(
-                    [loss.detach().float().item(), _tokens(batch), float(signals.requested)],
-                    dtype=torch.float64,
-                ),
-            )
-            loss_value = float(shared[0]) / ctx.world_size
+            loss_sum, tokens, stop_asked = _share(ctx, loss, batch, signals.requested)
+            loss_value = loss_sum / ctx.world_size
             if not math.isfinite(loss_value):
                 stopped, exit_code = "non-finite loss", EXIT_NONFINITE
                 break
@@ -195,9 +189,10 @@ def _train(
             optimizer.zero_grad(set_to_none=True)
             if spec.stateful:
                 progress.carry = map_carry(new_state, torch.Tensor.detach)  # truncated BPTT
-            progress.step = step = step + 1
+            step += 1
+            progress.step = step
 
-            window.add(loss_value, tc.batch_size, int(shared[1]))
+            window.add(loss_value, tc.batch_size, tokens)
             display.advance(step)
             if step % tc.log_every == 0 or step == tc.steps:
                 report.log_train(display, metrics, step, tc.steps, window.take(step), lr, grad_norm)
@@ -215,7 +210,7 @@ def _train(
             if stop_early:
                 stopped = "early stopping"
                 break
-            if bool(shared[2] > 0):
+            if stop_asked:
                 stopped = signals.name or "signal"
                 exit_code = signals.exit_code if signals.requested else 143
                 break
@@ -270,24 +265,13 @@ def _check_task_and_backend(cfg: RunConfig, spec: TaskSpec) -> None:
         accel.choose_backend(cfg.train.accel)  # a named backend that cannot run here
 
 
-def _open_resume(
-    paths: RunPaths, cfg: RunConfig, vocab: list[str] | None, say: report.Say
-) -> checkpoint.Resumed:
-    resumed = checkpoint.restore(paths.last, cfg, vocab, say)
-    _check_out_dir(paths)
-    return resumed
-
-
-def _check_fresh(paths: RunPaths) -> None:
-    if paths.last.exists():
+def _check_run_dir(paths: RunPaths, resuming: bool) -> None:
+    """A new run never overwrites another; ``--out`` must be a directory (or not exist yet)."""
+    if not resuming and paths.last.exists():
         raise UsageError(
             f"{paths.out} already holds a run (checkpoints/last.pt); pass --resume to continue "
             "it or choose another --out"
         )
-    _check_out_dir(paths)
-
-
-def _check_out_dir(paths: RunPaths) -> None:
     if paths.out.exists() and not paths.out.is_dir():
         raise UsageError(f"--out {paths.out} exists and is not a directory; choose another --out")
 
@@ -351,10 +335,20 @@ def _stopped_before_start(cfg: RunConfig, progress: Progress, say: report.Say) -
     return "completed"
 
 
-def _tokens(batch: Batch) -> int:
-    if batch.lengths is not None:
-        return int(batch.lengths.sum())
-    return int(batch.x.shape[0] * batch.x.shape[1])
+def _share(
+    ctx: DistContext, loss: torch.Tensor, batch: Batch, stop_requested: bool
+) -> tuple[float, int, bool]:
+    """(loss summed over processes, valid tokens in the global batch, any process asked to
+    stop): one small all-reduce."""
+    steps, rows = batch.x.shape[0], batch.x.shape[1]
+    tokens = int(batch.lengths.sum()) if batch.lengths is not None else steps * rows
+    shared = combine(
+        ctx,
+        torch.tensor(
+            [loss.detach().float().item(), tokens, float(stop_requested)], dtype=torch.float64
+        ),
+    )
+    return float(shared[0]), int(shared[1]), bool(shared[2] > 0)
 
 
 def _eval_round(
