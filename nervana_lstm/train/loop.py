@@ -155,7 +155,9 @@ def _train(
 
     # 5. the steps ---------------------------------------------------------------------
     metrics = MetricsLog(paths.metrics, progress.step if resumed else None) if ctx.is_main else None
-    display = ProgressDisplay(console, tc.steps, progress.step, show_progress, not ctx.is_main)
+    display = ProgressDisplay(
+        console, tc.steps, progress.step, show_progress, silent=not ctx.is_main
+    )
     window = ThroughputWindow(tc.steps)
     every_ckpt = tc.checkpoint_every or cfg.eval.every
     exit_code = EXIT_OK
