@@ -96,7 +96,7 @@ def print_setup(
 def write_run_files(
     paths: RunPaths, cfg: RunConfig, choice: accel.AccelChoice, threads: int, ctx: DistContext
 ) -> None:
-    """Create the run directory and write ``config.yaml`` and ``run.json`` (rank 0 only)."""
+    """Create the run directory and write ``config.yaml`` and ``run.json``; rank 0 calls this."""
     out = paths.out
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,15 @@ class WindowFigures(NamedTuple):
 
 
 class ThroughputWindow:
-    """Loss and throughput between two log lines; evaluating and saving are not training time."""
+    """Loss and throughput between two log lines; evaluating and saving are not training time.
+
+    Over a window of ``k`` steps that trained for ``elapsed`` seconds::
+
+        loss          = sum of step losses / k
+        samples_per_s = rows / elapsed          (sequences, every process's rows)
+        tokens_per_s  = tokens / elapsed        (valid time steps)
+        eta_s         = (total_steps - step) * elapsed / k
+    """
 
     def __init__(self, total_steps: int) -> None:
         self.total_steps = total_steps
