@@ -324,3 +324,157 @@ def test_signal_saves_and_exits_cleanly(tmp_path: Path, sig: signal.Signals) -> 
         )  # fmt: skip
         assert resumed.returncode == 0, resumed.stderr
         assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == saved["step"] + 2
+
+
+# ------------------------------------------------------- snapshot, restore, load_trained
+
+
+def test_snapshot_holds_the_documented_keys_in_order(tmp_path: Path) -> None:
+    from nervana_lstm.train.checkpoint import snapshot
+    from nervana_lstm.train.distributed import DistContext
+    from nervana_lstm.train.progress import Progress
+
+    config = config_from_dict(cfg(steps=2))
+    model = torch.nn.Linear(2, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    carry = (torch.ones(1, 4, 2), torch.zeros(1, 4, 2))
+    progress = Progress(step=7, best=0.25, evals_since_best=2, carry=carry)
+    state = snapshot(
+        config, progress, backend="onednn", model=model, optimizer=optimizer,
+        ctx=DistContext(), vocab=("a", "b"),
+    )  # fmt: skip
+    assert list(state) == [
+        "config", "step", "backend", "precision", "world_size", "model", "optimizer", "rng",
+        "carry", "vocab", "best", "evals_since_best",
+    ]  # fmt: skip
+    assert (state["step"], state["best"], state["evals_since_best"]) == (7, 0.25, 2)
+    assert state["vocab"] == ["a", "b"] and isinstance(state["carry"], list)
+    assert state["rng"].shape[0] == 1 and state["config"] == config.to_dict()
+    save_checkpoint(tmp_path / "s.pt", state)  # storable as it is
+    assert load_checkpoint(tmp_path / "s.pt")["step"] == 7
+
+
+def test_restore_gives_back_progress_and_splits_carried_rows(tmp_path: Path) -> None:
+    from nervana_lstm.train.checkpoint import restore
+    from nervana_lstm.train.distributed import DistContext
+
+    data = cfg(steps=12)
+    path = tmp_path / "c.pt"
+    saved = state(step=5)
+    saved["config"] = config_from_dict(data).to_dict()
+    saved["vocab"] = None
+    saved["carry"] = [torch.arange(8.0).view(1, 8, 1), torch.zeros(1, 8, 1)]
+    save_checkpoint(path, saved)
+    said: list[str] = []
+    resumed = restore(path, config_from_dict(data), None, said.append)
+    assert resumed.step == 5 and said == []
+    # two processes now, one when saved: the RNG is reseeded and each takes its rows
+    progress = resumed.progress(
+        config_from_dict(data), DistContext(rank=1, world_size=2), True, said.append
+    )
+    assert "process count changed" in said[0]
+    assert (progress.step, progress.best, progress.evals_since_best) == (5, 0.5, 0)
+    h, c = progress.carry
+    assert h.flatten().tolist() == [4.0, 5.0, 6.0, 7.0] and c.shape == (1, 4, 1)
+    # the config may change in what does not shape the weights; the change is named
+    data["optim"]["lr"] = 1e-3
+    restore(path, config_from_dict(data), None, said.append)
+    assert said[-1] == "resume: config differs from the checkpoint in optim.lr"
+
+
+def test_restore_refuses_another_vocabulary_and_weights_that_do_not_fit(tmp_path: Path) -> None:
+    from nervana_lstm.train.checkpoint import restore
+
+    data = cfg(steps=12)
+    path = tmp_path / "c.pt"
+    saved = state()
+    saved["config"] = config_from_dict(data).to_dict()
+    save_checkpoint(path, saved)  # vocab ["a", "b"]
+    with pytest.raises(UsageError, match="vocabulary differs"):
+        restore(path, config_from_dict(data), ["a", "c"], print)
+    resumed = restore(path, config_from_dict(data), ["a", "b"], print)
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(UsageError, match="does not fit this task and model"):
+        resumed.load_weights(model, torch.optim.SGD(model.parameters(), lr=0.1))
+
+
+def _trained_run(tmp_path: Path, name: str, options: dict, model: dict) -> Path:
+    data = {
+        "task": {"name": name, "options": options},
+        "model": {"hidden_size": 12, **model},
+        "train": {"steps": 3, "batch_size": 4, "threads": 1, "accel": "onednn"},
+        "eval": {"every": 3},
+    }
+    run(data, tmp_path / name)
+    return tmp_path / name / "checkpoints" / "last.pt"
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_load_trained_rebuilds_a_charlm_model(tmp_path: Path, impl: str) -> None:
+    from nervana_lstm.data import make_task
+    from nervana_lstm.train.checkpoint import load_trained
+
+    path = _trained_run(tmp_path, "charlm", {"seq_len": 8}, {"kind": "lstm", "embedding_dim": 8})
+    trained = load_trained(path, impl)
+    saved = load_checkpoint(path)
+    task = make_task("charlm", **saved["config"]["task"]["options"])
+    assert trained.spec == task.spec and trained.vocab == task.vocab
+    assert trained.step == 3 and trained.config.task.name == "charlm"
+    assert not trained.model.training
+    for key, value in trained.model.state_dict().items():
+        assert torch.equal(value, saved["model"][key]), key
+    ids = trained.vocab.encode("The ").view(-1, 1)  # (T, 1)
+    logits, (h, _c) = trained.model(ids)
+    assert logits.shape == (4, 1, trained.vocab.size) and h.shape == (1, 1, 12)
+
+
+def test_load_trained_rebuilds_an_adding_model(tmp_path: Path) -> None:
+    from nervana_lstm.data import make_task
+    from nervana_lstm.train.checkpoint import load_trained
+
+    path = _trained_run(tmp_path, "adding", {"T": 6, "eval_size": 8}, {"kind": "gru"})
+    trained = load_trained(path)
+    task = make_task("adding", T=6, eval_size=8)
+    assert trained.spec == task.spec and trained.vocab is None and trained.step == 3
+    batch = task.train_batch(0, 4)
+    out, _ = trained.model(batch.x)
+    assert out.shape == (4, 1)
+    fresh = load_trained(path, "reference")  # the same weights in the textbook cells
+    torch.testing.assert_close(fresh.model(batch.x)[0], out)
+
+
+def test_load_trained_needs_no_data_file_for_a_files_model(tmp_path: Path) -> None:
+    import shutil
+
+    from nervana_lstm.data import make_task
+    from nervana_lstm.train.checkpoint import load_trained
+
+    csv = tmp_path / "sines.csv"
+    shutil.copy(REPO / "configs" / "data" / "sines.csv", csv)
+    spec = make_task("files", path=str(csv)).spec
+    path = _trained_run(tmp_path, "files", {"path": str(csv)}, {"kind": "rnn"})
+    csv.unlink()  # the model comes back from the checkpoint alone
+    trained = load_trained(path)
+    assert trained.spec == spec and trained.vocab is None
+
+
+def test_load_trained_rebuilds_a_copy_model(tmp_path: Path) -> None:
+    from nervana_lstm.data import make_task
+    from nervana_lstm.train.checkpoint import load_trained
+
+    path = _trained_run(
+        tmp_path, "copy", {"T": 2, "eval_size": 8}, {"kind": "dglstm", "embedding_dim": 4}
+    )
+    trained = load_trained(path)
+    assert trained.spec == make_task("copy", T=2).spec
+
+
+def test_load_trained_refuses_a_config_the_weights_do_not_fit(tmp_path: Path) -> None:
+    from nervana_lstm.train.checkpoint import load_trained
+
+    path = _trained_run(tmp_path, "adding", {"T": 6, "eval_size": 8}, {"kind": "gru"})
+    saved = load_checkpoint(path)
+    saved["config"]["model"]["hidden_size"] = 20
+    save_checkpoint(path, saved)
+    with pytest.raises(UsageError, match="weights do not fit the saved config"):
+        load_trained(path)

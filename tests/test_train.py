@@ -309,3 +309,107 @@ def test_auto_timing_never_judges_the_first_call():
     calls.clear()
     time_steps(lambda: calls.append(1), warmup=2, repeats=3, give_up_after=None)
     assert len(calls) == 5
+
+
+# ------------------------------------------------------------- the driver's parts
+
+
+def test_evaluate_averages_over_the_held_out_set_and_restores_training_mode() -> None:
+    from nervana_lstm.data import make_task
+    from nervana_lstm.train.loop import evaluate
+
+    cfg = config_from_dict(tiny("adding"))
+    task = make_task("adding", T=8, eval_size=10)
+    torch.manual_seed(0)
+    model = build_model(task.spec, cfg.model, "fused").train()
+    figures = evaluate(model, task, cfg)  # eval batches of 8 and 2 rows
+    assert model.training
+    assert sorted(figures) == ["loss", "mse", "mse_baseline", "mse_ratio"]
+    with torch.no_grad():
+        batch = next(task.eval_batches(10))
+        whole = float(task.loss(model.eval()(batch.x)[0], batch))
+    assert figures["loss"] == pytest.approx(whole, rel=1e-5)
+
+
+def test_throughput_window_leaves_paused_time_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nervana_lstm.train import report
+
+    now = [100.0]
+    monkeypatch.setattr(report.time, "perf_counter", lambda: now[0])
+    window = report.ThroughputWindow(total_steps=10)
+    for loss in (1.0, 3.0):
+        window.add(loss, rows=8, tokens=80)
+        now[0] += 1.0
+    with window.paused():
+        now[0] += 50.0  # an evaluation: not training time
+    figures = window.take(step=2)
+    assert figures == report.WindowFigures(2.0, 8.0, 80.0, 8.0)
+    now[0] += 4.0
+    window.add(0.5, rows=8, tokens=80)
+    assert window.take(step=3) == report.WindowFigures(0.5, 2.0, 20.0, 28.0)
+
+
+@pytest.mark.parametrize(
+    ("stopped", "first"),
+    [("SIGINT", "stopped by SIGINT after step 4; saved {last}; continue with --resume"),
+     ("stop-at", "stopped at step 4 as asked; saved {last}; continue with --resume"),
+     ("early stopping", "early stopping at step 4: no eval improvement in 3 evals"),
+     ("completed", "run dir:     {out}")],
+)  # fmt: skip
+def test_summary_lines(tmp_path: Path, stopped: str, first: str) -> None:
+    from nervana_lstm.train.report import RunPaths, print_summary
+
+    data = tiny("adding")
+    data["eval"]["patience"] = 3
+    paths = RunPaths(tmp_path / "run")
+    lines: list[str] = []
+    print_summary(lines.append, paths, stopped, 4, config_from_dict(data), "onednn")
+    assert lines[0] == first.format(last=paths.last, out=paths.out)
+    assert lines[-5:] == [
+        f"run dir:     {paths.out}",
+        f"metrics:     {paths.out / 'metrics.jsonl'}",
+        f"plot:        {paths.out / 'loss.png'}",
+        "checkpoints: (none)",
+        "ran on: onednn / fp32",
+    ]
+
+
+def test_build_for_restores_before_the_backend_is_applied() -> None:
+    from nervana_lstm.data import make_task
+    from nervana_lstm.train.autotune import build_for
+
+    cfg = config_from_dict(tiny("adding"))
+    task = make_task("adding", T=8)
+    seen = []
+
+    def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        seen.append(type(model).__name__)
+        with torch.no_grad():
+            model.head.bias.fill_(7.0)
+
+    model, _, _ = build_for("onednn", task, cfg, restore)
+    assert seen == ["SequenceModel"] and float(model.head.bias.detach()) == 7.0
+    again, _, _ = build_for("onednn", task, cfg)  # the same initial weights without it
+    for key, value in again.state_dict().items():
+        if key != "head.bias":
+            assert torch.equal(value, model.state_dict()[key]), key
+
+
+def test_training_backends_come_from_choices() -> None:
+    from nervana_lstm import choices
+    from nervana_lstm.train import accel
+
+    assert accel.TRAIN_BACKENDS is choices.TRAIN_BACKENDS
+    with pytest.raises(UsageError, match="expected one of auto, ipex, onednn, reference"):
+        accel.choose_backend("cuda")
+
+
+def test_carried_rows_reset_where_a_stream_starts_over() -> None:
+    from nervana_lstm.train.progress import map_carry, reset_rows
+
+    h, c = torch.ones(2, 3, 4), torch.full((2, 3, 4), 2.0)  # (L, N, H)
+    h2, c2 = reset_rows((h, c), torch.tensor([False, True, False]))
+    assert h2[:, 1].abs().sum() == 0 and c2[:, 1].abs().sum() == 0
+    assert torch.equal(h2[:, 0], h[:, 0]) and torch.equal(c2[:, 2], c[:, 2])
+    assert reset_rows(h, None) is h and map_carry(None, torch.neg) is None
+    assert torch.equal(map_carry(h, torch.neg), -h)

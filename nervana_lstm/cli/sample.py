@@ -40,9 +40,17 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from nervana_lstm.train.sampling import generate, load_sampler
+    from nervana_lstm.train.checkpoint import load_trained
+    from nervana_lstm.train.sampling import generate
 
-    model, vocab = load_sampler(args.checkpoint)
+    trained = load_trained(args.checkpoint, "fused")
+    vocab = trained.vocab
+    if vocab is None:
+        raise UsageError(
+            f"{args.checkpoint} holds a {trained.config.task.name!r} model; sampling needs a "
+            "charlm checkpoint"
+        )
+    model = trained.model
     unknown = sorted({c for c in args.prompt if c not in set(vocab.chars)})
     if unknown:
         raise UsageError(

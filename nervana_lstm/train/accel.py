@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from nervana_lstm import backends
+from nervana_lstm.choices import ACCELS, TRAIN_BACKENDS, CellsImpl, Precision, TrainBackend
 from nervana_lstm.errors import UsageError
 
 __all__ = [
@@ -41,34 +42,32 @@ __all__ = [
     "describe",
     "impl_for",
     "master_state_dict",
+    "precision_text",
     "time_steps",
 ]
-
-#: Backends that can train (openvino is inference only).
-TRAIN_BACKENDS: tuple[str, ...] = ("ipex", "onednn", "reference")
 
 
 @dataclass(frozen=True)
 class AccelChoice:
     """The backend that will run, and why it was chosen."""
 
-    backend: str
+    backend: TrainBackend
     reason: str
     #: seconds per training step for each backend measured by ``auto`` (empty otherwise)
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def impl_for(backend: str) -> str:
+def impl_for(backend: TrainBackend) -> CellsImpl:
     """Which cells implementation a backend trains: ``fused`` or ``reference``."""
     return "reference" if backend == "reference" else "fused"
 
 
-def available_backends() -> list[str]:
+def available_backends() -> list[TrainBackend]:
     """Training backends that can run here, judged without importing IPEX."""
     return [b for b in TRAIN_BACKENDS if backends.backend_status(b).available]
 
 
-def describe(backend: str, kind: str) -> str:
+def describe(backend: TrainBackend, kind: str) -> str:
     """What actually executes the recurrence for ``backend`` and model ``kind``."""
     if backend == "reference":
         return f"unfused reference {kind} cells (per-step matmuls in Python)"
@@ -87,7 +86,12 @@ def describe(backend: str, kind: str) -> str:
     return f"IPEX {version}: ipex.optimize (IPEX leaves {kind} recurrences to stock torch)"
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager[object]:
+def precision_text(precision: Precision) -> str:
+    """How ``precision`` trains, in words."""
+    return "bf16 (CPU autocast, fp32 master weights)" if precision == "bf16" else "fp32"
+
+
+def autocast(precision: Precision) -> contextlib.AbstractContextManager[object]:
     """bf16: CPU autocast (matmuls in bfloat16, weights stay fp32); fp32: nothing."""
     if precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
@@ -95,7 +99,7 @@ def autocast(precision: str) -> contextlib.AbstractContextManager[object]:
 
 
 def apply_backend(
-    backend: str, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str
+    backend: TrainBackend, model: nn.Module, optimizer: torch.optim.Optimizer, precision: Precision
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """Prepare ``model`` and ``optimizer`` for ``backend``; IPEX returns optimized copies."""
     if backend == "ipex":
@@ -176,14 +180,14 @@ def _rng_kept() -> Iterator[None]:
 
 #: ``auto`` measures in this order; the fused stock path first, since its time lets the
 #: others stop early (a warmed-up step 5x slower than the best so far cannot win).
-AUTO_ORDER: tuple[str, ...] = ("onednn", "ipex", "reference")
+AUTO_ORDER: tuple[TrainBackend, ...] = ("onednn", "ipex", "reference")
 GIVE_UP_FACTOR = 5.0
 
 
 def choose_backend(
     requested: str,
-    measure: Callable[[str, float | None], float] | None = None,
-    candidates: list[str] | None = None,
+    measure: Callable[[TrainBackend, float | None], float] | None = None,
+    candidates: list[TrainBackend] | None = None,
 ) -> AccelChoice:
     """Resolve ``train.accel`` to one backend.
 
@@ -194,8 +198,7 @@ def choose_backend(
     if requested != "auto":
         if requested not in TRAIN_BACKENDS:
             raise UsageError(
-                f"train.accel: unknown backend {requested!r}; expected one of auto, "
-                + ", ".join(TRAIN_BACKENDS)
+                f"train.accel: unknown backend {requested!r}; expected one of " + ", ".join(ACCELS)
             )
         backends.require(requested)
         return AccelChoice(requested, "asked for by train.accel")
@@ -204,8 +207,8 @@ def choose_backend(
         raise UsageError("train.accel=auto: no training backend can run here")
     if measure is None or len(pool) == 1:
         return AccelChoice(pool[0], f"the only available backend among {', '.join(pool)}")
-    timings: dict[str, float] = {}
-    stopped: set[str] = set()
+    timings: dict[TrainBackend, float] = {}
+    stopped: set[TrainBackend] = set()
     with _rng_kept():
         for name in sorted(pool, key=AUTO_ORDER.index):
             fastest = min(timings.values(), default=None)

@@ -1,7 +1,8 @@
 """Build the model for one backend and time its training step: what ``accel: auto`` measures.
 
-The training loop and the perf harness use the same functions, so the timings
-``auto`` decides on are the ones a benchmark can check.
+The training loop, ``auto`` and the perf harness build their models with the same
+function, :func:`build_for`, so the timings ``auto`` decides on are those of the
+model that then trains, and the ones a benchmark can check.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nervana_lstm.choices import Precision, TrainBackend
 from nervana_lstm.config import RunConfig
 from nervana_lstm.data import Batch, Task
 from nervana_lstm.models import SequenceModel, build_model
@@ -21,12 +23,22 @@ __all__ = ["build_for", "measure_backend", "train_step"]
 
 
 def build_for(
-    backend: str, task: Task, cfg: RunConfig
+    backend: TrainBackend,
+    task: Task,
+    cfg: RunConfig,
+    restore: Callable[[nn.Module, torch.optim.Optimizer], None] | None = None,
 ) -> tuple[nn.Module, torch.optim.Optimizer, SequenceModel]:
-    """(model as it will run, its optimizer, the plain model) with the run's initial weights."""
-    torch.manual_seed(cfg.train.seed)  # the same initial weights for every backend
+    """(model as it will run, its optimizer, the plain model) with the run's initial weights.
+
+    The weights are seeded by ``train.seed``, the same for every backend;
+    ``restore(model, optimizer)``, when given, loads saved weights and optimizer
+    state before the backend is applied (IPEX replaces both).
+    """
+    torch.manual_seed(cfg.train.seed)
     plain = build_model(task.spec, cfg.model, accel.impl_for(backend))
     optimizer = make_optimizer(plain.parameters(), cfg.optim)
+    if restore is not None:
+        restore(plain, optimizer)
     model, optimizer = accel.apply_backend(backend, plain, optimizer, cfg.train.precision)
     return model, optimizer, plain
 
@@ -36,7 +48,7 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     task: Task,
     batch: Batch,
-    precision: str,
+    precision: Precision,
     clip_norm: float | None = None,
 ) -> Callable[[], None]:
     """One bare training step on a fixed batch: forward, loss, backward, clip, update."""
@@ -56,7 +68,7 @@ def train_step(
 
 
 def measure_backend(
-    backend: str,
+    backend: TrainBackend,
     task: Task,
     cfg: RunConfig,
     batch: Batch,

@@ -1,4 +1,4 @@
-"""Checkpoints that are safe to load and never half-written.
+"""Checkpoints: what one holds, how it is written safely, and how a run or a model comes back.
 
 File layout (one ``torch.save`` file, readable with ``torch.load(weights_only=True)``)::
 
@@ -17,6 +17,15 @@ File layout (one ``torch.save`` file, readable with ``torch.load(weights_only=Tr
 Only tensors and primitive containers are stored, so loading needs no pickle of
 arbitrary objects; the digest makes any change to the payload (a flipped byte,
 a truncated file) a clear error rather than silently wrong weights.
+
+Three ways in and out:
+
+    snapshot(...)        -> state       every process calls it (it gathers RNG states
+                                        and carried rows); rank 0 writes it
+    restore(path, cfg, ...) -> Resumed  a run's last checkpoint, checked against the
+                                        config that continues it; it then loads the
+                                        weights and gives back the run's Progress
+    load_trained(path)   -> Trained     the model of any task, rebuilt for use
 """
 
 from __future__ import annotations
@@ -24,21 +33,40 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from nervana_lstm import backends
 from nervana_lstm.atomic import atomic_path
+from nervana_lstm.choices import CellsImpl
+from nervana_lstm.config import RunConfig, config_from_dict
+from nervana_lstm.data import TaskSpec, make_task, shard_slice
+from nervana_lstm.data.vocab import CharVocab
 from nervana_lstm.errors import UsageError
+from nervana_lstm.models import SequenceModel, build_model
+from nervana_lstm.train.accel import AccelChoice, master_state_dict
+from nervana_lstm.train.distributed import DistContext, all_gather_rows
+from nervana_lstm.train.progress import Progress, map_carry, process_seed
 
 __all__ = [
     "FORMAT",
+    "SHAPE_KEYS",
     "VERSION",
+    "Resumed",
+    "Trained",
+    "changed_keys",
     "check_compatible",
     "load_checkpoint",
+    "load_trained",
+    "restore",
     "save_checkpoint",
+    "snapshot",
+    "vocab_of",
 ]
 
 FORMAT = "nervana-lstm-checkpoint"
@@ -172,3 +200,194 @@ def changed_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[s
             if a.get(key) != b.get(key):
                 out.append(f"{section}.{key}")
     return out
+
+
+def vocab_of(task: object) -> list[str] | None:
+    """The characters of a task's vocabulary (charlm), which rebuild it; None for other tasks."""
+    chars = getattr(getattr(task, "vocab", None), "chars", None)
+    return list(chars) if chars is not None else None
+
+
+# ------------------------------------------------------------------ a run's state
+
+
+def snapshot(
+    cfg: RunConfig,
+    progress: Progress,
+    *,
+    backend: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ctx: DistContext,
+    vocab: Sequence[str] | None,
+) -> dict[str, Any]:
+    """Everything ``--resume`` needs to go on exactly as the uninterrupted run would.
+
+    ``model`` is the trained module without its DistributedDataParallel wrapper.
+    Every process must call this (collectives gather each process's RNG state and
+    carried rows); rank 0 writes the result with :func:`save_checkpoint`.
+    """
+    rng = all_gather_rows(ctx, torch.get_rng_state().unsqueeze(0), dim=0)  # (P, S)
+    carry = map_carry(progress.carry, lambda s: all_gather_rows(ctx, s.detach(), dim=1))
+    return {
+        "config": cfg.to_dict(),
+        "step": progress.step,
+        "backend": backend,
+        "precision": cfg.train.precision,
+        "world_size": ctx.world_size,
+        "model": master_state_dict(model, optimizer),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng,
+        "carry": list(carry) if isinstance(carry, tuple) else carry,
+        "vocab": list(vocab) if vocab is not None else None,
+        "best": progress.best,
+        "evals_since_best": progress.evals_since_best,
+    }
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A run's last checkpoint, already checked against the config that continues it.
+
+    A resumed run asks it, in order, for the backend (``train.accel: auto``), then
+    the weights (into the plain model, before the backend is applied), then its
+    :class:`~nervana_lstm.train.progress.Progress`.
+    """
+
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    def backend_choice(self) -> AccelChoice:
+        """``auto`` keeps the backend the run started with, which must still run here."""
+        choice = AccelChoice(self.state["backend"], "auto: the backend this run started with")
+        backends.require(choice.backend)
+        return choice
+
+    def load_weights(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Weights and optimizer state into the freshly built ``model`` and ``optimizer``."""
+        try:
+            model.load_state_dict(self.state["model"])
+            optimizer.load_state_dict(self.state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            raise UsageError(
+                f"checkpoint {self.path} does not fit this task and model: {first_line}"
+            ) from None
+
+    def progress(
+        self, cfg: RunConfig, ctx: DistContext, stateful: bool, say: Callable[[str], object]
+    ) -> Progress:
+        """The step, best loss, this process's RNG state and its rows of the carried state.
+
+        With another process count than the checkpoint's, the dropout RNG is
+        reseeded from ``(seed, step, rank)`` and the carried rows are split anew.
+        """
+        rng = self.state.get("rng")
+        if isinstance(rng, torch.Tensor) and rng.shape[0] == ctx.world_size:
+            torch.set_rng_state(rng[ctx.rank].clone())
+        else:
+            say("resume: process count changed; dropout RNG reseeded from (seed, step, rank)")
+            torch.manual_seed(process_seed(cfg.train.seed + self.step, ctx.rank))
+        carry = None
+        if stateful and self.state.get("carry") is not None:
+            full = self.state["carry"]
+            full = tuple(full) if isinstance(full, list | tuple) else full
+            rows = shard_slice(cfg.train.batch_size, ctx.rank, ctx.world_size)
+            carry = map_carry(full, lambda s: s[:, rows].clone())  # this process's rows
+        return Progress(
+            step=self.step,
+            best=self.state.get("best"),
+            evals_since_best=int(self.state.get("evals_since_best", 0)),
+            carry=carry,
+        )
+
+
+def restore(
+    path: Path, cfg: RunConfig, vocab: Sequence[str] | None, say: Callable[[str], object]
+) -> Resumed:
+    """Load ``path`` to continue a run of ``cfg`` whose task has ``vocab``.
+
+    Refused: a file that is not a checkpoint, a task or model shape other than the
+    config's (:data:`SHAPE_KEYS`), a vocabulary other than the corpus's. Other
+    config changes (steps, learning rate...) are allowed and named.
+    """
+    state = load_checkpoint(path)
+    check_compatible(state["config"], cfg.to_dict(), path)
+    changed = changed_keys(state["config"], cfg.to_dict())
+    if changed:
+        say(f"resume: config differs from the checkpoint in {', '.join(changed)}")
+    if state.get("vocab") is not None and list(vocab or []) != state["vocab"]:
+        raise UsageError(
+            f"checkpoint {path} was trained on another text: its vocabulary differs "
+            "from this corpus's"
+        )
+    return Resumed(path, state)
+
+
+# ------------------------------------------------------------ a model for use
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained model rebuilt from its checkpoint, with what it was trained on."""
+
+    model: SequenceModel  # in eval mode
+    spec: TaskSpec
+    vocab: CharVocab | None  # charlm only
+    config: RunConfig
+    step: int
+    state: dict[str, Any]  # the whole checkpoint, as load_checkpoint returns it
+
+
+def load_trained(path: str | Path, impl: CellsImpl = "fused") -> Trained:
+    """Rebuild the model saved in ``path`` with the ``impl`` cells, in eval mode.
+
+    No training data is read: charlm's vocabulary is in the checkpoint, a files
+    task's sizes are read off the weights, and the synthetic tasks build their
+    spec without generating data.
+    """
+    path = Path(path)
+    state = load_checkpoint(path)
+    cfg = config_from_dict(state["config"], f"config saved in {path}")
+    vocab = None
+    if cfg.task.name == "charlm":
+        chars = state.get("vocab")
+        if not isinstance(chars, list):
+            raise UsageError(f"{path} holds a 'charlm' model but not its vocabulary")
+        vocab = CharVocab.from_chars(chars)
+    spec = _spec_for(cfg, state["model"], vocab, path)
+    model = build_model(spec, cfg.model, impl)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise UsageError(f"{path}: weights do not fit the saved config ({exc})") from None
+    return Trained(model.eval(), spec, vocab, cfg, int(state["step"]), state)
+
+
+def _spec_for(
+    cfg: RunConfig, weights: Mapping[str, torch.Tensor], vocab: CharVocab | None, path: Path
+) -> TaskSpec:
+    """The task spec a saved model was built for."""
+    name = cfg.task.name
+    if vocab is not None:
+        return TaskSpec(
+            name="charlm", input_kind="tokens", input_size=vocab.size, output_size=vocab.size,
+            target="classify_steps", stateful=True,
+        )  # fmt: skip
+    if name == "files":  # the sizes come from the user's file, which may be gone: read the weights
+        w_in, w_out = weights.get("rnn.weight_ih_l0"), weights.get("head.weight")
+        if w_in is None or w_out is None:
+            raise UsageError(
+                f"{path}: weights do not fit the saved config (expected rnn.weight_ih_l0 and "
+                f"head.weight, found {', '.join(sorted(weights)[:6])})"
+            )
+        classify = cfg.task.options.get("target", "classify") == "classify"
+        return TaskSpec(
+            name="files", input_kind="features", input_size=int(w_in.shape[1]),
+            output_size=int(w_out.shape[0]), target="classify_last" if classify else "regress_last",
+        )  # fmt: skip
+    return make_task(name, **cfg.task.options).spec  # synthetic: its data is drawn lazily

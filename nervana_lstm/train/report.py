@@ -1,13 +1,29 @@
-"""What a run tells its user: the progress bar, ``metrics.jsonl`` and the loss-curve PNG."""
+"""What a run tells its user: the setup lines, the run files, the progress bar, throughput,
+``metrics.jsonl``, the loss-curve PNG and the closing summary.
+
+A run directory holds::
+
+    config.yaml           the resolved config (rebuilds the run by itself)
+    run.json              backend, why it was chosen, precision, threads, processes
+    metrics.jsonl         one record per log line and per evaluation
+    loss.png              training and evaluation loss against step
+    checkpoints/last.pt   the latest state (``--resume`` continues from it)
+    checkpoints/best.pt   the state at the best evaluation loss
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import torch
+import yaml
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -19,13 +35,143 @@ from rich.progress import (
 )
 
 from nervana_lstm.atomic import atomic_path, write_text_atomic
+from nervana_lstm.config import RunConfig
+from nervana_lstm.errors import UsageError
+from nervana_lstm.train import accel
+from nervana_lstm.train.distributed import DistContext
 
 __all__ = [
     "MetricsLog",
     "ProgressDisplay",
+    "RunPaths",
+    "ThroughputWindow",
+    "WindowFigures",
+    "log_train",
     "plot_losses",
+    "print_nonfinite",
+    "print_setup",
+    "print_summary",
     "read_metrics",
+    "write_run_files",
 ]
+
+Say = Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run directory (see the module docstring)."""
+
+    out: Path
+
+    @property
+    def last(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.out / "checkpoints" / "best.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+    @property
+    def plot(self) -> Path:
+        return self.out / "loss.png"
+
+
+def print_setup(
+    say: Say, choice: accel.AccelChoice, cfg: RunConfig, threads: int, ctx: DistContext
+) -> None:
+    """What will run, why, and on how many threads and processes."""
+    say(f"backend: {choice.backend} - {accel.describe(choice.backend, cfg.model.kind)}")
+    say(f"  chosen because: {choice.reason}")
+    say(
+        f"precision: {accel.precision_text(cfg.train.precision)}; threads: {threads} per "
+        f"process; processes: {ctx.world_size}" + (f" ({ctx.backend})" if ctx.active else "")
+    )
+
+
+def write_run_files(
+    paths: RunPaths, cfg: RunConfig, choice: accel.AccelChoice, threads: int, ctx: DistContext
+) -> None:
+    """Create the run directory and write ``config.yaml`` and ``run.json``; rank 0 calls this."""
+    out = paths.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the run directory --out {out}: {exc}") from None
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    info = {
+        "backend": choice.backend,
+        "backend_detail": accel.describe(choice.backend, cfg.model.kind),
+        "backend_reason": choice.reason,
+        "auto_timings_s": choice.timings,
+        "precision": cfg.train.precision,
+        "threads_per_process": threads,
+        "processes": ctx.world_size,
+        "comm_backend": ctx.backend,
+        "torch": torch.__version__,
+    }
+    write_text_atomic(out / "run.json", json.dumps(info, indent=2) + "\n")
+
+
+class WindowFigures(NamedTuple):
+    """Training figures over the steps since the last log line."""
+
+    loss: float  # mean training loss
+    samples_per_s: float
+    tokens_per_s: float
+    eta_s: float  # seconds to the last step at this pace
+
+
+class ThroughputWindow:
+    """Loss and throughput between two log lines; evaluating and saving are not training time.
+
+    Over a window of ``k`` steps that trained for ``elapsed`` seconds::
+
+        loss          = sum of step losses / k
+        samples_per_s = rows / elapsed          (sequences, every process's rows)
+        tokens_per_s  = tokens / elapsed        (valid time steps)
+        eta_s         = (total_steps - step) * elapsed / k
+    """
+
+    def __init__(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        self._restart()
+
+    def _restart(self) -> None:
+        self.loss, self.steps, self.rows, self.tokens = 0.0, 0, 0, 0
+        self.start = time.perf_counter()
+
+    def add(self, loss: float, rows: int, tokens: int) -> None:
+        """One training step of ``rows`` sequences and ``tokens`` valid steps (all processes)."""
+        self.loss += loss
+        self.steps += 1
+        self.rows += rows
+        self.tokens += tokens
+
+    def take(self, step: int) -> WindowFigures:
+        """The window's figures at ``step``; a new window starts."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        figures = WindowFigures(
+            loss=self.loss / self.steps,
+            samples_per_s=self.rows / elapsed,
+            tokens_per_s=self.tokens / elapsed,
+            eta_s=(self.total_steps - step) * elapsed / self.steps,
+        )
+        self._restart()
+        return figures
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside is left out of the window."""
+        paused = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.start += time.perf_counter() - paused
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -180,3 +326,57 @@ def plot_losses(records: Iterable[dict[str, Any]], path: Path, title: str) -> No
 
 def _finite(points: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
     return [(s, v) for s, v in points if isinstance(v, int | float) and math.isfinite(v)]
+
+
+def log_train(
+    display: ProgressDisplay,
+    metrics: MetricsLog | None,
+    step: int,
+    total: int,
+    figures: WindowFigures,
+    lr: float,
+    grad_norm: torch.Tensor | float,
+) -> None:
+    """One training log event: the progress line (or bar) and a ``metrics.jsonl`` record."""
+    display.log(
+        step, total, figures.loss, figures.samples_per_s, figures.tokens_per_s, figures.eta_s
+    )
+    if metrics:
+        metrics.write(
+            {"step": step, "split": "train", "loss": figures.loss, "lr": lr,
+             "grad_norm": float(grad_norm), "samples_per_s": figures.samples_per_s,
+             "tokens_per_s": figures.tokens_per_s, "time": time.time()}
+        )  # fmt: skip
+
+
+def print_nonfinite(stopped: str, step: int, lr: float, last: Path) -> None:
+    """On stderr: training diverged at ``step``; what was kept and what to try."""
+    kept = (
+        f"the last good checkpoint, {last}, is kept"
+        if last.exists()
+        else "no checkpoint had been saved yet"
+    )
+    Console(stderr=True, soft_wrap=True).print(
+        f"error: {stopped} at step {step} (lr {lr:.3g}); training stopped without "
+        f"saving the diverged weights; {kept}. Try a lower optim.lr, a smaller "
+        "optim.clip_norm, or precision fp32.",
+        highlight=False,
+    )
+
+
+def print_summary(
+    say: Say, paths: RunPaths, stopped: str, step: int, cfg: RunConfig, backend: str
+) -> None:
+    """Why the run ended, and where its files are."""
+    if stopped in ("SIGINT", "SIGTERM", "signal"):
+        say(f"stopped by {stopped} after step {step}; saved {paths.last}; continue with --resume")
+    elif stopped == "stop-at":
+        say(f"stopped at step {step} as asked; saved {paths.last}; continue with --resume")
+    elif stopped == "early stopping":
+        say(f"early stopping at step {step}: no eval improvement in {cfg.eval.patience} evals")
+    say(f"run dir:     {paths.out}")
+    say(f"metrics:     {paths.metrics}")
+    say(f"plot:        {paths.plot}")
+    saved_files = [str(p) for p in (paths.last, paths.best) if p.exists()]
+    say(f"checkpoints: {', '.join(saved_files) or '(none)'}")
+    say(f"ran on: {backend} / {cfg.train.precision}")

@@ -1,41 +1,13 @@
-"""Rebuild a character LM from its checkpoint and draw text from it."""
+"""Draw text from a character LM (rebuilt by :func:`~nervana_lstm.train.checkpoint.load_trained`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from nervana_lstm.config import config_from_dict
-from nervana_lstm.data.base import TaskSpec
 from nervana_lstm.data.vocab import CharVocab
-from nervana_lstm.errors import UsageError
-from nervana_lstm.models import SequenceModel, build_model
-from nervana_lstm.train.checkpoint import load_checkpoint
+from nervana_lstm.models import SequenceModel
 
-__all__ = ["generate", "load_sampler"]
-
-
-def load_sampler(path: Path) -> tuple[SequenceModel, CharVocab]:
-    """The model (fused cells, eval mode) and vocabulary saved in a charlm checkpoint."""
-    state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"], f"config saved in {path}")
-    chars = state.get("vocab")
-    if cfg.task.name != "charlm" or not isinstance(chars, list):
-        raise UsageError(
-            f"{path} holds a {cfg.task.name!r} model; sampling needs a charlm checkpoint"
-        )
-    vocab = CharVocab.from_chars(chars)
-    spec = TaskSpec(
-        name="charlm", input_kind="tokens", input_size=vocab.size, output_size=vocab.size,
-        target="classify_steps", stateful=True,
-    )  # fmt: skip
-    model = build_model(spec, cfg.model, "fused")
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise UsageError(f"{path}: weights do not fit the saved config ({exc})") from None
-    return model.eval(), vocab
+__all__ = ["generate"]
 
 
 @torch.no_grad()
