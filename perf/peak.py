@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from perf.runner import pinned_threads, time_callable
+from nervana_lstm.perf.runner import pinned_threads, time_callable
 
 __all__ = ["GemmPeak", "measure_gemm_peak"]
 

@@ -193,7 +193,7 @@ def probe(specs: list[dict[str, Any]], timeout: float | None = None) -> dict[str
     env.pop("ONEDNN_VERBOSE_TIMESTAMP", None)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "perf.verbose_probe"],
+            [sys.executable, "-m", "nervana_lstm.perf.verbose_probe"],
             input=json.dumps(specs),
             capture_output=True,
             text=True,

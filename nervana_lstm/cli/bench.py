@@ -111,7 +111,7 @@ def _check_out_dir(out: Path) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from perf.compare import compare, format_comparison, load_results, parse_threshold
+    from nervana_lstm.perf.compare import compare, format_comparison, load_results, parse_threshold
 
     threshold = parse_threshold(args.threshold)
     a, b = load_results(args.a), load_results(args.b)
@@ -124,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if args.bench_command == "compare":
         return _run_compare(args)
 
-    from perf.harness import Selection, run_suite
-    from perf.report import write_report
-    from perf.suites import load_suite
+    from nervana_lstm.perf.harness import Selection, run_suite
+    from nervana_lstm.perf.report import write_report
+    from nervana_lstm.perf.suites import load_suite
 
     try:
         instances = int(args.instances)
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         probe=not args.no_probe,
     )
     if instances > 1:
-        from perf.instances import core_sets
+        from nervana_lstm.perf.instances import core_sets
 
         core_sets(instances)  # refuses K larger than the usable cores, before any work
         if sel.threads is not None:
