@@ -1,4 +1,4 @@
-"""OpenVINO export: convert fused torch RNN modules, compile them with a pinned precision."""
+"""OpenVINO export (``nervana_lstm.export``): convert fused torch RNN modules, compile them with a pinned precision."""
 
 from nervana_lstm.export.convert import (
     PRECISIONS,

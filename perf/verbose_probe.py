@@ -1,4 +1,4 @@
-"""Subprocess entry point of :func:`perf.verbose.probe`: run each spec once under ONEDNN_VERBOSE.
+"""Subprocess entry point of :func:`nervana_lstm.perf.verbose.probe`: run each spec once under ONEDNN_VERBOSE.
 
 Reads a JSON list of spec dicts (each with an ``id``) on stdin. For each spec it
 builds the implementation, runs one measured call, and brackets what oneDNN

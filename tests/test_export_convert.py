@@ -1,4 +1,4 @@
-"""export.convert: fused torch RNNs to OpenVINO, with pinned precision and proof of what ran."""
+"""nervana_lstm.export.convert: fused torch RNNs to OpenVINO, with pinned precision and proof of what ran."""
 
 from __future__ import annotations
 

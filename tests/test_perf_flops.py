@@ -1,4 +1,4 @@
-"""FLOP formulas of perf.flops, checked against hand-counted products."""
+"""FLOP formulas of nervana_lstm.perf.flops, checked against hand-counted products."""
 
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ def test_report_states_the_flop_formula_per_kind() -> None:
     md = render_markdown(results)
     assert "2·G·H·(I+H)·T·N per layer, G gate blocks: 1 rnn, 3 gru, 4 lstm and dglstm" in md
     assert "depth gate's 2·H·I·T·N" in md
-    # the stated formula is the one perf.flops computes
+    # the stated formula is the one nervana_lstm.perf.flops computes
     assert (GATES_HH["rnn"], GATES_HH["gru"], GATES_HH["lstm"], GATES_HH["dglstm"]) == (1, 3, 4, 4)
     h, t, n = 8, 3, 2
     one = full_flops("dglstm", t, n, h, h, num_layers=1)
