@@ -42,7 +42,7 @@ def test_run_is_still_refused_on_a_cpu_without_avx2(monkeypatch, capsys) -> None
         ["--suite", "deepbench"],
         ["--kinds", "lstm"],
         ["--no-probe"],
-        ["--out", "x", "--threads", "1"],
+        ["--threads", "1", "--out", "x"],
     ],
 )
 def test_a_run_option_given_to_compare_is_refused(capsys, before: list[str]) -> None:
