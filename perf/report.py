@@ -345,7 +345,10 @@ def _speedup_chart(plt: Any, ok_t: list[dict[str, Any]], threads: int, path: Pat
         ax.set_title(
             f"{mode}, {dtype}, {threads} thread(s): speedup over the unfused cell", fontsize=9
         )
-        ax.legend(fontsize=7, ncol=len(impls), loc="upper right")
+        if impls:
+            ax.legend(fontsize=7, ncol=len(impls), loc="upper right")
+        else:  # only the unfused baseline ran: nothing to compare it with
+            ax.text(0.5, 0.5, "only the unfused cell ran", ha="center", transform=ax.transAxes)
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no speedups measured", ha="center")
     fig.tight_layout()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import warnings
@@ -12,6 +13,7 @@ import pytest
 from conftest import REPO
 from nervana_lstm.perf.harness import Selection, run_suite
 from nervana_lstm.perf.impls import BUILDERS, ONEDNN_BACKED, build
+from nervana_lstm.perf.report import write_report
 from nervana_lstm.perf.results import ROW_KEYS
 from nervana_lstm.perf.spec import Spec, quiet_known_warnings
 from nervana_lstm.perf.suites import suite_from_dict
@@ -123,7 +125,9 @@ TINY = {
 }
 
 
-def test_run_suite_takes_arguments_and_returns_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_suite_takes_arguments_and_returns_rows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Arguments in, the document out: no sys.argv, the selection untouched, filters restored."""
     monkeypatch.setattr(sys, "argv", ["not-the-command"])
     suite = suite_from_dict(TINY)
@@ -140,6 +144,10 @@ def test_run_suite_takes_arguments_and_returns_rows(monkeypatch: pytest.MonkeyPa
     assert unfused["status"] == "ok", unfused["reason"]
     assert any(line.startswith("ok ") for line in lines)
     assert run_suite(suite, sel, log=lines.append)["command"] is None
+    # a run where only the unfused baseline was measured still gets its charts
+    paths = write_report(results, tmp_path / "out")
+    assert json.loads(paths["json"].read_text())["rows"] == results["rows"]
+    assert paths["speedup"].stat().st_size > 1000
 
 
 def test_selection_is_immutable() -> None:
