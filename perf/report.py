@@ -15,7 +15,8 @@
                     start_gflops, end_gflops}: measured before and after the rows;
                     ``gflops`` is the better of the two
     started, wall_s, phases ({peaks_s, measure_s, probe_s}), command
-    rows            one per kind x shape x implementation x mode x dtype x threads:
+    rows            one per kind x shape x implementation x mode x dtype x threads, written
+                    from :class:`nervana_lstm.perf.results.Row` (the keys in that order):
       id            "lstm-T25-N64-I256-H256-L1/onednn/infer/fp32/t2"
       label, kind, impl, mode, dtype, threads, shape {seq_len, batch, input_size,
                     hidden_size, num_layers}
