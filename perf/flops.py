@@ -28,7 +28,7 @@ element-wise and not counted.
 
 from __future__ import annotations
 
-from nervana_lstm.choices import KINDS, gate_count
+from nervana_lstm.choices import KINDS, MODES, gate_count
 from nervana_lstm.errors import UsageError
 
 __all__ = [
@@ -139,4 +139,4 @@ def mode_flops(count: str, kind: str, shape: dict[str, int | bool], mode: str) -
         return fwd
     if mode == "train":
         return TRAIN_FACTOR * fwd
-    raise UsageError(f"unknown mode {mode!r}; expected 'infer' or 'train'")
+    raise UsageError(f"unknown mode {mode!r}; expected one of: {', '.join(MODES)}")

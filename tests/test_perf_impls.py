@@ -56,6 +56,12 @@ def test_every_bench_implementation_has_one_builder() -> None:
     assert set(ONEDNN_BACKED) <= set(BENCH_IMPLS)
 
 
+def test_every_bench_implementation_has_a_chart_colour() -> None:
+    from nervana_lstm.perf.report import _COLORS
+
+    assert tuple(_COLORS) == BENCH_IMPLS
+
+
 def test_build_refuses_an_unknown_implementation() -> None:
     spec = Spec("lstm", "cudnn", "infer", "fp32", 1, 2, 1, 3, 4)
     with pytest.raises(ValueError, match="unknown implementation 'cudnn'; expected one of onednn"):
