@@ -49,9 +49,12 @@ RUN_DEFAULTS: dict[str, object] = {
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The measuring options. Their defaults are filled in by :func:`run_options`, so that
-    an option given before ``run`` and one given after it are both kept, and an option
-    given before ``compare`` can be told apart from one left out."""
+    """Add the measuring options, all defaulting to "not given".
+
+    :func:`run_options` fills in :data:`RUN_DEFAULTS` afterwards, so an option
+    given before ``run`` and one given after it are both kept, and an option
+    given before ``compare`` can be told apart from one left out.
+    """
     parser.add_argument(
         "--suite",
         default=argparse.SUPPRESS,
@@ -174,7 +177,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     if given:
         raise UsageError(
             f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to bench run, "
-            f"not to bench compare; expected: nervana-lstm bench compare A.json B.json "
+            "not to bench compare; expected: nervana-lstm bench compare A.json B.json "
             "[--threshold 5%]"
         )
     from nervana_lstm.perf.compare import compare, format_comparison, load_results, parse_threshold
