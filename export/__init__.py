@@ -1,6 +1,6 @@
-"""OpenVINO export: convert fused torch RNN modules, compile them with a pinned precision."""
+"""OpenVINO export (``nervana_lstm.export``): convert fused torch RNN modules, compile them with a pinned precision."""
 
-from export.convert import (
+from nervana_lstm.export.convert import (
     PRECISIONS,
     compile_rnn,
     convert_rnn,

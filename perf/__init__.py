@@ -1,22 +1,31 @@
 """Benchmark harness: fused oneDNN RNN primitives against unfused versions, with proof of what ran.
 
+Installed as ``nervana_lstm.perf`` (the repository keeps it in ``perf/``).
 Modules, one job each:
 
-* :mod:`perf.flops`    FLOP formulas (full and DeepBench's recurrent-only count)
-* :mod:`perf.runner`   warm-up, repeats, median and spread, pinned threads
-* :mod:`perf.peak`     the GEMM peak measured in the same run
-* :mod:`perf.impls`    the named implementations, all built the same way
-* :mod:`perf.premul`   the premul/compiled forwards (input projection hoisted)
-* :mod:`perf.openvino_impl` the OpenVINO implementation (f32, bf16, NNCF int8)
-* :mod:`perf.verbose`  ONEDNN_VERBOSE parsing and the subprocess rerun
-  (:mod:`perf.verbose_probe` is the subprocess)
-* :mod:`perf.suites`   the shape suites (quick, deepbench, a user YAML file)
-* :mod:`perf.harness`  runs a suite over implementations, modes, dtypes and threads
-* :mod:`perf.instances` K pinned processes for throughput runs
-* :mod:`perf.report`   results.json, report.md and the PNG charts
-* :mod:`perf.compare`  compares two results.json files and flags regressions
+* :mod:`~nervana_lstm.perf.flops`    FLOP formulas (full and DeepBench's recurrent-only count)
+* :mod:`~nervana_lstm.perf.runner`   warm-up, repeats, median and spread, pinned threads
+* :mod:`~nervana_lstm.perf.peak`     the GEMM peak measured in the same run
+* :mod:`~nervana_lstm.perf.spec`     what implementations share: Spec, Variant, Unavailable,
+  the seeded inputs and module, the measured call
+* :mod:`~nervana_lstm.perf.impls`    the table of named builders and ``build``
+* :mod:`~nervana_lstm.perf.torch_impls` the torch implementations (onednn ... ipex)
+* :mod:`~nervana_lstm.perf.premul`   the premul/compiled forwards (input projection hoisted)
+* :mod:`~nervana_lstm.perf.openvino_impl` the OpenVINO implementation (f32, bf16, NNCF int8)
+* :mod:`~nervana_lstm.perf.verbose`  ONEDNN_VERBOSE parsing and the subprocess rerun
+  (:mod:`~nervana_lstm.perf.verbose_probe` is the subprocess)
+* :mod:`~nervana_lstm.perf.suites`   the shape suites (quick, deepbench, a user YAML file)
+* :mod:`~nervana_lstm.perf.harness`  runs a suite over implementations, modes, dtypes and threads
+* :mod:`~nervana_lstm.perf.instances` K pinned processes for throughput runs
+* :mod:`~nervana_lstm.perf.results`  the typed row of results.json
+* :mod:`~nervana_lstm.perf.report`   results.json, report.md and the PNG charts
+* :mod:`~nervana_lstm.perf.compare`  compares two results.json files and flags regressions
+* :mod:`~nervana_lstm.perf.train_overhead` training-loop overhead and the ``accel: auto`` choice
 
-Importing this package imports no torch; the modules do so where they need it.
+Imports go one way: ``spec`` imports no module of this package; the
+implementation modules import ``spec``; ``impls`` imports them; the harness,
+the probe and the instances import ``impls``. Importing this package imports
+no torch; the modules do so where they need it.
 """
 
 __all__ = [
@@ -29,8 +38,12 @@ __all__ = [
     "peak",
     "premul",
     "report",
+    "results",
     "runner",
+    "spec",
     "suites",
+    "torch_impls",
+    "train_overhead",
     "verbose",
     "verbose_probe",
 ]

@@ -28,6 +28,7 @@ element-wise and not counted.
 
 from __future__ import annotations
 
+from nervana_lstm.choices import KINDS, MODES, gate_count
 from nervana_lstm.errors import UsageError
 
 __all__ = [
@@ -41,11 +42,11 @@ __all__ = [
     "mode_flops",
 ]
 
+#: gate blocks multiplying the previous hidden state (``weight_hh`` is ``G_hh * H`` rows)
+GATES_HH: dict[str, int] = {kind: gate_count(kind) for kind in KINDS}
 #: gate blocks multiplying the input (``weight_ih`` is ``G_ih * H`` rows; for dglstm
 #: the depth gate's ``weight_xd`` adds one block in layers above the first)
-GATES_IH: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3, "dglstm": 5}
-#: gate blocks multiplying the previous hidden state (``weight_hh`` is ``G_hh * H`` rows)
-GATES_HH: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3, "dglstm": 4}
+GATES_IH: dict[str, int] = {kind: gate_count(kind) + (kind == "dglstm") for kind in KINDS}
 #: training step = forward + backward, counted as this many forward passes
 TRAIN_FACTOR = 3
 #: the two counting conventions a report can name
@@ -138,4 +139,4 @@ def mode_flops(count: str, kind: str, shape: dict[str, int | bool], mode: str) -
         return fwd
     if mode == "train":
         return TRAIN_FACTOR * fwd
-    raise UsageError(f"unknown mode {mode!r}; expected 'infer' or 'train'")
+    raise UsageError(f"unknown mode {mode!r}; expected one of: {', '.join(MODES)}")

@@ -8,11 +8,15 @@ Order of work in :func:`run_suite`:
 4. oneDNN-backed rows rerun once under ``ONEDNN_VERBOSE`` in a subprocess;
 5. speedups over ``unfused`` and ``native`` of the same shape, mode, dtype, threads.
 
-Rows are plain dicts (see :mod:`perf.report` for the schema).
+Rows are :class:`~nervana_lstm.perf.results.Row` objects, written out as
+``results.json``'s rows. :func:`run_suite` takes everything it uses as
+arguments (the suite, the selection, the command line to record) and returns
+the results document; it changes neither its arguments nor global state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 import time
@@ -20,11 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from perf.flops import mode_flops
-from perf.impls import IMPLS, ONEDNN_BACKED, Spec, Unavailable
-from perf.suites import Suite
+from nervana_lstm.perf.flops import mode_flops
+from nervana_lstm.perf.results import Row
+from nervana_lstm.perf.spec import Spec, Unavailable, quiet_known_warnings
+from nervana_lstm.perf.suites import Suite
 
-__all__ = ["EFFICIENCY", "Selection", "estimate_call_s", "plan", "run_suite"]
+from nervana_lstm.choices import BENCH_IMPLS
+
+__all__ = ["EFFICIENCY", "Planned", "Selection", "estimate_call_s", "new_row", "plan", "run_suite"]
 
 #: rough fraction of the GEMM peak each implementation reaches; only used to
 #: skip, before running it, a call that would take longer than ``max_call_s``
@@ -39,7 +46,7 @@ EFFICIENCY: dict[str, float] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Selection:
     """Command-line narrowing of a suite; None keeps the suite's choice."""
 
@@ -54,6 +61,8 @@ class Selection:
 
 @dataclass
 class Planned:
+    """One row to come: the spec, its shape's label, and why it is skipped (if it is)."""
+
     spec: Spec
     label: str
     skip: str | None = None  # reason it is not measured
@@ -87,7 +96,7 @@ def plan(suite: Suite, sel: Selection) -> list[Planned]:
                 if dtype == "int8" and mode == "train":
                     continue  # int8 is an inference-only OpenVINO path
                 for nthreads in threads:
-                    for impl in IMPLS:
+                    for impl in BENCH_IMPLS:
                         if dtype == "int8" and impl != "openvino":
                             continue  # torch paths have no int8 RNN; OpenVINO + NNCF does
                         spec = Spec(
@@ -126,34 +135,24 @@ def estimate_call_s(spec: Spec, count: str, peak_gflops: float | None) -> float 
     return flops / (peak_gflops * 1e9 * EFFICIENCY.get(spec.impl, 0.1))
 
 
-def _row(planned: Planned, count: str) -> dict[str, Any]:
+def new_row(planned: Planned, count: str) -> Row:
+    """The row of a planned measurement: ``skipped`` with its reason, or ``pending``."""
     spec = planned.spec
-    return {
-        "id": spec.key,
-        "label": planned.label,
-        "kind": spec.kind,
-        "impl": spec.impl,
-        "mode": spec.mode,
-        "dtype": spec.dtype,
-        "threads": spec.threads,
-        "shape": spec.shape,
-        "status": "skipped" if planned.skip else "pending",
-        "reason": planned.skip,
-        "backend": None,
-        "timing": None,
-        "flop_count": count,
-        "flops": mode_flops(count, spec.kind, spec.shape, spec.mode),
-        "gflops": None,
-        "peak_gflops": None,
-        "pct_peak": None,
-        "speedup_vs_unfused": None,
-        "speedup_vs_native": None,
-        "speedup_baseline_dtype": None,
-        "build_s": None,
-        "notes": [planned.note] if planned.note else [],
-        "proof": {},
-        "instances": None,
-    }
+    return Row(
+        id=spec.key,
+        label=planned.label,
+        kind=spec.kind,
+        impl=spec.impl,
+        mode=spec.mode,
+        dtype=spec.dtype,
+        threads=spec.threads,
+        shape=spec.shape,
+        status="skipped" if planned.skip else "pending",
+        reason=planned.skip,
+        flop_count=count,
+        flops=mode_flops(count, spec.kind, spec.shape, spec.mode),
+        notes=[planned.note] if planned.note else [],
+    )
 
 
 def _one_line(exc: BaseException, limit: int = 400) -> str:
@@ -166,20 +165,25 @@ def _peak_key(dtype: str, threads: int) -> str:
     return f"{dtype}/t{threads}"
 
 
+def _peak_dtype(dtype: str) -> str:
+    """The GEMM peak a row is compared with: int8 rows have none of their own, bf16 is nearest."""
+    return "bf16" if dtype == "int8" else dtype
+
+
 def _measure_peaks(
-    rows: list[dict[str, Any]],
+    rows: list[Row],
     size: int,
     threads_per_instance: int | None,
-    log: Callable,
+    log: Callable[[str], None],
     only: set[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    from perf.peak import measure_gemm_peak
+    from nervana_lstm.perf.peak import measure_gemm_peak
 
     wanted = sorted(
         {
-            ("bf16" if r["dtype"] == "int8" else r["dtype"], threads_per_instance or r["threads"])
+            (_peak_dtype(r.dtype), threads_per_instance or r.threads)
             for r in rows
-            if r["status"] in ("pending", "ok")
+            if r.status in ("pending", "ok")
         }
     )
     if only is not None:
@@ -192,20 +196,41 @@ def _measure_peaks(
     return peaks
 
 
-def _measure_group(members: list[tuple[dict[str, Any], Planned]], d: Any, log: Callable) -> None:
+def _time_each(
+    calls: dict[str, Callable[[], object]], members: dict[str, Row], threads: int, d: Any, log: Any
+) -> dict[str, Any]:
+    """Time each call alone, so that one failing call spares the others (its row says why)."""
+    from nervana_lstm.perf.runner import pinned_threads, time_interleaved
+
+    timings = {}
+    for rid, fn in calls.items():
+        try:
+            with pinned_threads(threads):
+                timings.update(
+                    time_interleaved(
+                        {rid: fn}, warmup=d.warmup, repeats=d.repeats, time_cap_s=d.time_cap_s
+                    )
+                )
+        except Exception as exc:
+            members[rid].fail("error", _one_line(exc))
+            log(f"error {rid}: {members[rid].reason}")
+    return timings
+
+
+def _measure_group(members: list[tuple[Row, Planned]], d: Any, log: Callable[[str], None]) -> None:
     """Build every implementation of one (shape, mode, dtype, threads), then time them interleaved."""
-    from perf.impls import build
-    from perf.runner import pinned_threads, time_interleaved
+    from nervana_lstm.perf.impls import build
+    from nervana_lstm.perf.runner import pinned_threads, time_interleaved
 
     variants = {}
     for row, p in members:
         try:
-            variants[row["id"]] = build(p.spec)
+            variants[row.id] = build(p.spec)
         except Unavailable as exc:
-            row["status"], row["reason"] = "n/a", " ".join(str(exc).split())
+            row.fail("n/a", " ".join(str(exc).split()))
         except Exception as exc:  # a failure is a result too; keep measuring the rest
-            row["status"], row["reason"] = "error", _one_line(exc)
-            log(f"error {p.spec.key}: {row['reason']}")
+            row.fail("error", _one_line(exc))
+            log(f"error {p.spec.key}: {row.reason}")
     if variants:
         threads = members[0][1].spec.threads
         calls = {rid: v.call for rid, v in variants.items()}
@@ -215,51 +240,80 @@ def _measure_group(members: list[tuple[dict[str, Any], Planned]], d: Any, log: C
                     calls, warmup=d.warmup, repeats=d.repeats, time_cap_s=d.time_cap_s
                 )
         except Exception:  # find the culprit: time each alone so one failure spares the rest
-            timings = {}
-            for rid, fn in calls.items():
-                try:
-                    with pinned_threads(threads):
-                        timings.update(
-                            time_interleaved(
-                                {rid: fn},
-                                warmup=d.warmup,
-                                repeats=d.repeats,
-                                time_cap_s=d.time_cap_s,
-                            )
-                        )
-                except Exception as exc:
-                    row = next(r for r, _ in members if r["id"] == rid)
-                    row["status"], row["reason"] = "error", _one_line(exc)
-                    log(f"error {rid}: {row['reason']}")
+            timings = _time_each(calls, {r.id: r for r, _ in members}, threads, d, log)
         for row, _ in members:
-            if row["id"] not in timings:
+            if row.id not in timings:
                 continue
-            variant, timing = variants[row["id"]], timings[row["id"]].as_dict()
-            row.update(status="ok", timing=timing, backend=variant.backend, build_s=variant.build_s)
-            row["notes"] += variant.notes
+            variant, timing = variants[row.id], timings[row.id].as_dict()
+            row.status, row.timing = "ok", timing
+            row.backend, row.build_s = variant.backend, variant.build_s
+            row.notes += variant.notes
             if variant.proof:
-                row["proof"]["openvino"] = variant.proof
-            log(f"ok    {row['id']}: {timing['median_ms']:.3f} ms (IQR {timing['iqr_pct']:.1f}%)")
+                row.proof["openvino"] = variant.proof
+            log(f"ok    {row.id}: {timing['median_ms']:.3f} ms (IQR {timing['iqr_pct']:.1f}%)")
     variants.clear()
     gc.collect()
 
 
-def run_suite(
-    suite: Suite, sel: Selection, log: Callable[[str], None] | None = None
-) -> dict[str, Any]:
-    """Measure the suite; return the results document (machine, peaks, rows)."""
-    from nervana_lstm.platform_info import allocator, collect_info
-    from perf.runner import affinity, timer_overhead
+def _schedule(
+    rows: list[Row],
+    planned: list[Planned],
+    peaks: dict[str, dict[str, Any]],
+    per_instance: int | None,
+    d: Any,
+) -> dict[tuple[Any, ...], list[tuple[Row, Planned]]]:
+    """Skip the calls estimated to run past ``max_call_s``; group the rest by what they share.
 
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    A group is one (kind, shape, mode, dtype, threads): its implementations are
+    built together and timed interleaved.
+    """
+    groups: dict[tuple[Any, ...], list[tuple[Row, Planned]]] = {}
+    for row, p in zip(rows, planned, strict=True):
+        if row.status != "pending":
+            continue
+        peak = peaks.get(_peak_key(_peak_dtype(p.spec.dtype), per_instance or p.spec.threads))
+        est = estimate_call_s(p.spec, d.count, peak["gflops"] if peak else None)
+        if est is not None and est > d.max_call_s:
+            row.fail(
+                "skipped",
+                f"estimated {est:.1f} s per call (FLOPs / {EFFICIENCY[p.spec.impl]:.0%} of the "
+                f"measured peak) exceeds this suite's max_call_s={d.max_call_s:g}",
+            )
+            continue
+        gkey = (p.spec.kind, tuple(p.spec.shape.items()), p.spec.mode, p.spec.dtype, p.spec.threads)
+        groups.setdefault(gkey, []).append((row, p))
+    return groups
+
+
+def _stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_suite(
+    suite: Suite,
+    sel: Selection,
+    log: Callable[[str], None] | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Measure the suite; return the results document (machine, peaks, rows).
+
+    ``log`` receives one line per step (default: stderr); ``command`` is the
+    command line recorded in the document (``None`` when there is none).
+    """
+    from nervana_lstm.perf.runner import affinity, timer_overhead
+
+    from nervana_lstm.platform_info import allocator, collect_info
+
+    log = log or _stderr_log
     d = suite.defaults
     started = time.time()
     per_instance = None
     if sel.instances > 1:
-        from perf.instances import core_sets
+        from nervana_lstm.perf.instances import core_sets
 
         per_instance = len(core_sets(sel.instances)[0])
-        sel.threads = [per_instance]  # each instance gets its own cores' worth of threads
+        # each instance gets its own cores' worth of threads
+        sel = dataclasses.replace(sel, threads=[per_instance])
     planned = plan(suite, sel)
     if not planned:
         from nervana_lstm.errors import UsageError
@@ -267,7 +321,7 @@ def run_suite(
         raise UsageError(
             f"nothing to measure: suite {suite.name!r} has no shape of kind(s) {sel.kinds}"
         )
-    rows = [_row(p, d.count) for p in planned]
+    rows = [new_row(p, d.count) for p in planned]
     phases: dict[str, float] = {}
     mark = time.perf_counter()
     peaks = _measure_peaks(rows, d.peak_size, per_instance, log)
@@ -275,33 +329,18 @@ def run_suite(
     phases["peaks_s"] = round(time.perf_counter() - mark, 1)
     mark = time.perf_counter()
 
-    groups: dict[tuple[Any, ...], list[tuple[dict[str, Any], Planned]]] = {}
-    for row, p in zip(rows, planned, strict=True):
-        if row["status"] != "pending":
-            continue
-        peak_dtype = "bf16" if p.spec.dtype == "int8" else p.spec.dtype
-        peak = peaks.get(_peak_key(peak_dtype, per_instance or p.spec.threads))
-        est = estimate_call_s(p.spec, d.count, peak["gflops"] if peak else None)
-        if est is not None and est > d.max_call_s:
-            row["status"] = "skipped"
-            row["reason"] = (
-                f"estimated {est:.1f} s per call (FLOPs / {EFFICIENCY[p.spec.impl]:.0%} of the "
-                f"measured peak) exceeds this suite's max_call_s={d.max_call_s:g}"
-            )
-            continue
-        gkey = (p.spec.kind, tuple(p.spec.shape.items()), p.spec.mode, p.spec.dtype, p.spec.threads)
-        groups.setdefault(gkey, []).append((row, p))
-    if sel.instances == 1:
-        for members in groups.values():
-            _measure_group(members, d, log)
+    groups = _schedule(rows, planned, peaks, per_instance, d)
+    with quiet_known_warnings():
+        if sel.instances == 1:
+            for members in groups.values():
+                _measure_group(members, d, log)
+        else:
+            from nervana_lstm.perf.instances import run_instances
 
-    if sel.instances > 1:
-        from perf.instances import run_instances
-
-        pending = [
-            (r, p.spec) for r, p in zip(rows, planned, strict=True) if r["status"] == "pending"
-        ]
-        run_instances(pending, sel.instances, d, log)
+            pending = [
+                (r, p.spec) for r, p in zip(rows, planned, strict=True) if r.status == "pending"
+            ]
+            run_instances(pending, sel.instances, d, log)
 
     phases["measure_s"] = round(time.perf_counter() - mark, 1)
     mark = time.perf_counter()
@@ -338,73 +377,74 @@ def run_suite(
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(time.time() - started, 1),
         "phases": phases,
-        "command": " ".join(["nervana-lstm", *sys.argv[1:]]) if sys.argv else None,
-        "rows": rows,
+        "command": command,
+        "rows": [row.to_dict() for row in rows],
     }
 
 
 def _fill_rates(
-    rows: list[dict[str, Any]], peaks: dict[str, dict[str, Any]], per_instance: int | None
+    rows: list[Row], peaks: dict[str, dict[str, Any]], per_instance: int | None
 ) -> None:
     for row in rows:
-        if row["status"] != "ok":
+        if row.status != "ok" or row.timing is None:
             continue
-        median_s = row["timing"]["median_ms"] / 1e3
-        total = row["flops"] / median_s
-        if row["instances"]:
-            total = row["instances"]["sum_gflops"] * 1e9
-        row["gflops"] = total / 1e9
-        if row["dtype"] == "int8":
-            row["notes"].append("no int8 GEMM peak is measured: % of peak left empty")
+        median_s = row.timing["median_ms"] / 1e3
+        total = row.flops / median_s
+        if row.instances:
+            total = row.instances["sum_gflops"] * 1e9
+        row.gflops = total / 1e9
+        if row.dtype == "int8":
+            row.notes.append("no int8 GEMM peak is measured: % of peak left empty")
             continue
-        peak = peaks.get(_peak_key(row["dtype"], per_instance or row["threads"]))
+        peak = peaks.get(_peak_key(row.dtype, per_instance or row.threads))
         if peak:
-            k = row["instances"]["count"] if row["instances"] else 1
-            row["peak_gflops"] = peak["gflops"] * k
-            row["pct_peak"] = 100.0 * row["gflops"] / row["peak_gflops"]
+            k = row.instances["count"] if row.instances else 1
+            row.peak_gflops = peak["gflops"] * k
+            row.pct_peak = 100.0 * row.gflops / row.peak_gflops
 
 
-def _group_key(row: dict[str, Any], dtype: str) -> tuple[Any, ...]:
-    s = row["shape"]
-    return (row["kind"], tuple(sorted(s.items())), row["mode"], dtype, row["threads"])
+def _group_key(row: Row, dtype: str) -> tuple[Any, ...]:
+    return (row.kind, tuple(sorted(row.shape.items())), row.mode, dtype, row.threads)
 
 
-def _fill_speedups(rows: list[dict[str, Any]]) -> None:
-    ok = {(_group_key(r, r["dtype"]), r["impl"]): r for r in rows if r["status"] == "ok"}
+def _fill_speedups(rows: list[Row]) -> None:
+    ok = {(_group_key(r, r.dtype), r.impl): r for r in rows if r.status == "ok"}
     for row in rows:
-        if row["status"] != "ok":
+        if row.status != "ok" or row.timing is None:
             continue
         for base in ("unfused", "native"):
-            ref = ok.get((_group_key(row, row["dtype"]), base))
-            base_dtype = row["dtype"]
-            if ref is None and row["dtype"] != "fp32":
+            ref = ok.get((_group_key(row, row.dtype), base))
+            base_dtype = row.dtype
+            if ref is None and row.dtype != "fp32":
                 ref = ok.get((_group_key(row, "fp32"), base))
                 base_dtype = "fp32"
-            if ref is not None:
-                row[f"speedup_vs_{base}"] = ref["timing"]["median_ms"] / row["timing"]["median_ms"]
-                if base_dtype != row["dtype"]:
-                    row["speedup_baseline_dtype"] = base_dtype
+            if ref is not None and ref.timing is not None:
+                speedup = ref.timing["median_ms"] / row.timing["median_ms"]
+                setattr(row, f"speedup_vs_{base}", speedup)
+                if base_dtype != row.dtype:
+                    row.speedup_baseline_dtype = base_dtype
 
 
-def _probe_onednn(rows: list[dict[str, Any]], planned: list[Planned], log: Callable) -> None:
-    from perf.verbose import probe
+def _probe_onednn(rows: list[Row], planned: list[Planned], log: Callable[[str], None]) -> None:
+    from nervana_lstm.perf.impls import ONEDNN_BACKED
+    from nervana_lstm.perf.verbose import probe
 
     specs = []
     for row, p in zip(rows, planned, strict=True):
         # native is rerun for LSTMs only, where it shows mkldnn-disabled avoided the primitive
-        wanted = row["impl"] in ONEDNN_BACKED and (row["impl"] != "native" or row["kind"] == "lstm")
-        if row["status"] == "ok" and wanted:
-            specs.append({"id": row["id"], **p.spec.as_dict()})
+        wanted = row.impl in ONEDNN_BACKED and (row.impl != "native" or row.kind == "lstm")
+        if row.status == "ok" and wanted:
+            specs.append({"id": row.id, **p.spec.as_dict()})
     if not specs:
         return
     log(f"rerunning {len(specs)} oneDNN-backed measurement(s) under ONEDNN_VERBOSE")
     found = probe(specs)
-    by_id = {r["id"]: r for r in rows}
+    by_id = {r.id: r for r in rows}
     for sid, result in found.items():
         row = by_id[sid]
-        row["proof"]["onednn"] = result.get("summary")
+        row.proof["onednn"] = result.get("summary")
         if result.get("error"):
-            row["proof"]["onednn_error"] = result["error"]
+            row.proof["onednn_error"] = result["error"]
         if result.get("flag"):
-            row["proof"]["onednn_flag"] = result["flag"]
-            row["notes"].append("FLAG: " + result["flag"])
+            row.proof["onednn_flag"] = result["flag"]
+            row.notes.append("FLAG: " + result["flag"])

@@ -14,8 +14,10 @@ import queue
 import statistics
 from typing import Any
 
+from nervana_lstm.perf.results import Row
+from nervana_lstm.perf.spec import Spec, Unavailable, quiet_known_warnings
+
 from nervana_lstm.errors import UsageError
-from perf.impls import Spec, Unavailable
 
 __all__ = ["core_sets", "run_instances"]
 
@@ -48,10 +50,18 @@ def _worker(
     os.sched_setaffinity(0, cores)
     import torch
 
-    from perf.impls import build
-    from perf.runner import time_callable
-
     torch.set_num_threads(len(cores))
+    with quiet_known_warnings():
+        _measure_all(index, specs, settings, barrier, out)
+
+
+def _measure_all(
+    index: int, specs: list[dict[str, Any]], settings: dict[str, Any], barrier: Any, out: Any
+) -> None:
+    """Build and time each spec in step with the other instances (two barriers per spec)."""
+    from nervana_lstm.perf.impls import build
+    from nervana_lstm.perf.runner import time_callable
+
     for idx, raw in enumerate(specs):
         spec = Spec(**raw)
         variant, error = None, None
@@ -79,9 +89,7 @@ def _worker(
         del variant
 
 
-def run_instances(
-    pending: list[tuple[dict[str, Any], Spec]], k: int, settings: Any, log: Any
-) -> None:
+def run_instances(pending: list[tuple[Row, Spec]], k: int, settings: Any, log: Any) -> None:
     """Measure each ``(row, spec)`` in ``k`` pinned processes; fill the rows in place."""
     import multiprocessing as mp
 
@@ -116,20 +124,20 @@ def run_instances(
     for idx, (row, spec) in enumerate(pending):
         parts = [got.get((i, idx)) for i in range(k)]
         if any(p is None for p in parts):
-            row["status"], row["reason"] = "error", "an instance process died before reporting"
+            row.fail("error", "an instance process died before reporting")
             continue
         errors = [p["error"] for p in parts if p["error"]]
         if errors:
             status, _, reason = errors[0].partition(": ")
-            row["status"], row["reason"] = ("n/a" if status == "n/a" else "error"), reason
+            row.fail("n/a" if status == "n/a" else "error", reason)
             continue
         medians = [p["timing"]["median_ms"] for p in parts]
-        sum_gflops = sum(row["flops"] / (m / 1e3) for m in medians) / 1e9
+        sum_gflops = sum(row.flops / (m / 1e3) for m in medians) / 1e9
         sum_seq = sum(spec.batch / (m / 1e3) for m in medians)
         timing = dict(parts[0]["timing"])
         timing["median_ms"] = statistics.median(medians)
-        row.update(status="ok", timing=timing, backend=parts[0]["backend"])
-        row["instances"] = {
+        row.status, row.timing, row.backend = "ok", timing, parts[0]["backend"]
+        row.instances = {
             "count": k,
             "cores": cores,
             "medians_ms": medians,

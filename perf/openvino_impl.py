@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from perf.impls import Spec, Unavailable, Variant
+from nervana_lstm.perf.spec import Spec, Unavailable, Variant, make_inputs, make_net
 
 __all__ = ["GRU_INT8_REASON", "build_openvino"]
 
@@ -89,19 +89,24 @@ def build_openvino(spec: Spec) -> Variant:
     if spec.dtype == "int8" and not _has_nncf():
         raise Unavailable("nncf is not installed; int8 needs NNCF's post-training quantization")
 
-    from export.convert import compile_rnn, precision_supported, runtime_layers, runtime_summary
-    from nervana_lstm.errors import UsageError
-    from perf.impls import _inputs, _make
+    from nervana_lstm.export.convert import (
+        compile_rnn,
+        precision_supported,
+        runtime_layers,
+        runtime_summary,
+    )
 
-    net = _make(spec, "fused")
-    x = _inputs(spec).numpy()  # (T, N, I)
+    from nervana_lstm.errors import UsageError
+
+    net = make_net(spec, "fused")
+    x = make_inputs(spec).numpy()  # (T, N, I)
     precision = _PRECISION[spec.dtype]
     ok, why = precision_supported(precision)
     if not ok:
         raise Unavailable(str(why))
     t0 = time.perf_counter()
     try:
-        from export.convert import convert_rnn
+        from nervana_lstm.export.convert import convert_rnn
 
         model = convert_rnn(net, spec.input_size, with_state=spec.dtype == "int8")
     except UsageError as exc:

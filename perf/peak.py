@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from perf.runner import pinned_threads, time_callable
+from nervana_lstm.perf.runner import pinned_threads, time_callable
+from nervana_lstm.perf.spec import torch_dtype
 
 __all__ = ["GemmPeak", "measure_gemm_peak"]
 
@@ -37,11 +38,11 @@ def measure_gemm_peak(dtype: str, threads: int, size: int = 1024, repeats: int =
     """
     import torch
 
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    dt = torch_dtype(dtype)
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=gen).to(torch_dtype)
-    b = torch.randn(size, size, generator=gen).to(torch_dtype)
-    out = torch.empty(size, size, dtype=torch_dtype)
+    a = torch.randn(size, size, generator=gen).to(dt)
+    b = torch.randn(size, size, generator=gen).to(dt)
+    out = torch.empty(size, size, dtype=dt)
     flops = 2.0 * size**3
     with pinned_threads(threads), torch.no_grad():
         timing = time_callable(lambda: torch.mm(a, b, out=out), warmup=3, repeats=repeats)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from perf.impls import Unavailable
+from nervana_lstm.perf.spec import Unavailable
 
 __all__ = ["premul_forward", "step_function"]
 

@@ -15,7 +15,8 @@
                     start_gflops, end_gflops}: measured before and after the rows;
                     ``gflops`` is the better of the two
     started, wall_s, phases ({peaks_s, measure_s, probe_s}), command
-    rows            one per kind x shape x implementation x mode x dtype x threads:
+    rows            one per kind x shape x implementation x mode x dtype x threads, written
+                    from :class:`nervana_lstm.perf.results.Row` (the keys in that order):
       id            "lstm-T25-N64-I256-H256-L1/onednn/infer/fp32/t2"
       label, kind, impl, mode, dtype, threads, shape {seq_len, batch, input_size,
                     hidden_size, num_layers}
@@ -25,7 +26,7 @@
       backend       what executed the recurrence, in words
       timing        {median_ms, q1_ms, q3_ms, iqr_pct, min_ms, max_ms, repeats, warmup, capped}
       flop_count    "full" (2·G·H·(I+H)·T·N per layer) or "recurrent" (DeepBench 2·G·H²·T·N);
-                    training counts 3x forward (see perf.flops)
+                    training counts 3x forward (see nervana_lstm.perf.flops)
       flops, gflops, peak_gflops, pct_peak
       speedup_vs_unfused, speedup_vs_native   baseline median / this median
       speedup_baseline_dtype                  set when the baseline ran at another dtype
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from nervana_lstm.atomic import write_bytes_atomic
+from nervana_lstm.choices import BENCH_IMPLS
 
 __all__ = [
     "render_markdown",
@@ -131,10 +133,6 @@ def _onednn_isa_lines(rows: list[dict[str, Any]]) -> list[str]:
     return [f"- oneDNN ISA (ONEDNN_VERBOSE): {isa}" for isa in isas]
 
 
-#: column order of the summary table
-_SUMMARY_IMPLS = ("onednn", "native", "unfused", "premul", "compiled", "ipex", "openvino")
-
-
 def render_summary(results: dict[str, Any]) -> str:
     """One compact table: a line per shape, mode, dtype and threads; a column per implementation.
 
@@ -142,7 +140,7 @@ def render_summary(results: dict[str, Any]) -> str:
     ``n/a`` where the implementation cannot run there, blank where it was not asked for.
     """
     rows = results["rows"]
-    impls = [i for i in _SUMMARY_IMPLS if any(r["impl"] == i and r["status"] == "ok" for r in rows)]
+    impls = [i for i in BENCH_IMPLS if any(r["impl"] == i and r["status"] == "ok" for r in rows)]
     keys: dict[tuple[str, str, str, int], dict[str, dict[str, Any]]] = {}
     for r in rows:
         keys.setdefault((r["label"], r["mode"], r["dtype"], r["threads"]), {})[r["impl"]] = r
@@ -348,7 +346,10 @@ def _speedup_chart(plt: Any, ok_t: list[dict[str, Any]], threads: int, path: Pat
         ax.set_title(
             f"{mode}, {dtype}, {threads} thread(s): speedup over the unfused cell", fontsize=9
         )
-        ax.legend(fontsize=7, ncol=len(impls), loc="upper right")
+        if impls:
+            ax.legend(fontsize=7, ncol=len(impls), loc="upper right")
+        else:  # only the unfused baseline ran: nothing to compare it with
+            ax.text(0.5, 0.5, "only the unfused cell ran", ha="center", transform=ax.transAxes)
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no speedups measured", ha="center")
     fig.tight_layout()

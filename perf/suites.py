@@ -21,36 +21,37 @@ A suite file (``configs/bench/quick.yaml`` is the model)::
 
 A shape may narrow ``impls``, ``modes`` and ``dtypes`` for itself. Command-line
 choices narrow them again (the intersection is measured).
+
+The built-in suites ship inside the package (``nervana_lstm.configs``, the
+repository's ``configs/`` folder) and are read with :mod:`importlib.resources`,
+so they load from any working directory, installed or not.
 """
 
 from __future__ import annotations
 
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nervana_lstm.choices import BENCH_DTYPES, BENCH_IMPLS, MODES, Kind
 from nervana_lstm.errors import UsageError
 
 __all__ = [
     "BUILTIN",
-    "SUITE_DIR",
     "Defaults",
     "ShapeEntry",
     "Suite",
+    "builtin_suite",
     "load_suite",
     "suite_from_dict",
 ]
 
-SUITE_DIR = Path(__file__).resolve().parents[1] / "configs" / "bench"
-#: suite names that resolve to files in :data:`SUITE_DIR`
+#: suite names that resolve to ``bench/<name>.yaml`` in the ``nervana_lstm.configs`` package
 BUILTIN: tuple[str, ...] = ("quick", "deepbench")
-
-_KINDS = ("rnn", "lstm", "gru", "dglstm")
-_IMPLS = ("onednn", "native", "unfused", "premul", "compiled", "ipex", "openvino")
-_MODES = ("infer", "train")
-_DTYPES = ("fp32", "bf16", "int8")
 
 
 def _check_subset(values: list[str] | None, allowed: tuple[str, ...], what: str) -> Any:
@@ -72,7 +73,7 @@ class Defaults(BaseModel):
     impls: list[str] = Field(
         default_factory=lambda: ["onednn", "native", "unfused", "premul", "ipex", "openvino"]
     )
-    modes: list[str] = Field(default_factory=lambda: ["infer", "train"])
+    modes: list[str] = Field(default_factory=lambda: list(MODES))
     dtypes: list[str] = Field(default_factory=lambda: ["fp32", "bf16"])
     threads: list[int] = Field(default_factory=lambda: [2])
     warmup: int = Field(2, ge=0)
@@ -85,17 +86,17 @@ class Defaults(BaseModel):
     @field_validator("impls")
     @classmethod
     def _impls(cls, v: list[str]) -> list[str]:
-        return _check_subset(v, _IMPLS, "implementation(s)")
+        return _check_subset(v, BENCH_IMPLS, "implementation(s)")
 
     @field_validator("modes")
     @classmethod
     def _modes(cls, v: list[str]) -> list[str]:
-        return _check_subset(v, _MODES, "mode(s)")
+        return _check_subset(v, MODES, "mode(s)")
 
     @field_validator("dtypes")
     @classmethod
     def _dtypes(cls, v: list[str]) -> list[str]:
-        return _check_subset(v, _DTYPES, "dtype(s)")
+        return _check_subset(v, BENCH_DTYPES, "dtype(s)")
 
     @field_validator("threads")
     @classmethod
@@ -110,7 +111,7 @@ class ShapeEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["rnn", "lstm", "gru", "dglstm"]
+    kind: Kind
     seq_len: int = Field(ge=1)
     batch: int = Field(ge=1)
     input_size: int = Field(ge=1)
@@ -124,17 +125,17 @@ class ShapeEntry(BaseModel):
     @field_validator("impls")
     @classmethod
     def _impls(cls, v: list[str] | None) -> list[str] | None:
-        return _check_subset(v, _IMPLS, "implementation(s)")
+        return _check_subset(v, BENCH_IMPLS, "implementation(s)")
 
     @field_validator("modes")
     @classmethod
     def _modes(cls, v: list[str] | None) -> list[str] | None:
-        return _check_subset(v, _MODES, "mode(s)")
+        return _check_subset(v, MODES, "mode(s)")
 
     @field_validator("dtypes")
     @classmethod
     def _dtypes(cls, v: list[str] | None) -> list[str] | None:
-        return _check_subset(v, _DTYPES, "dtype(s)")
+        return _check_subset(v, BENCH_DTYPES, "dtype(s)")
 
     @property
     def label(self) -> str:
@@ -179,10 +180,18 @@ def suite_from_dict(data: Any, where: str = "(dict)") -> Suite:
         raise UsageError(_format_error(exc, where)) from None
 
 
+def builtin_suite(name: str) -> Traversable:
+    """The shipped suite file ``bench/<name>.yaml`` of ``nervana_lstm.configs``."""
+    if name not in BUILTIN:
+        raise UsageError(f"unknown built-in suite {name!r}; expected one of {', '.join(BUILTIN)}")
+    return files("nervana_lstm.configs").joinpath("bench", f"{name}.yaml")
+
+
 def load_suite(name_or_path: str) -> Suite:
-    """Load ``quick``/``deepbench`` from :data:`SUITE_DIR`, or a user's YAML file by path."""
+    """Load ``quick``/``deepbench`` from the shipped suites, or a user's YAML file by path."""
+    path: Traversable | Path
     if name_or_path in BUILTIN:
-        path = SUITE_DIR / f"{name_or_path}.yaml"
+        path = builtin_suite(name_or_path)
     else:
         path = Path(name_or_path)
         if path.suffix not in (".yaml", ".yml"):
@@ -193,7 +202,7 @@ def load_suite(name_or_path: str) -> Suite:
     if not path.is_file():
         raise UsageError(f"benchmark suite file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise UsageError(f"benchmark suite {path} is not valid YAML: {exc}") from None
     suite = suite_from_dict(data, str(path))

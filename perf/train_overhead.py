@@ -19,22 +19,24 @@ own short measurement; the table shows whether it picked the fastest.
 
     python perf/train_overhead.py                 # both parts, default charlm config
     python perf/train_overhead.py --part overhead --steps 100 --rounds 5
-    python perf/train_overhead.py --part auto --json out.json
+    python -m nervana_lstm.perf.train_overhead --part auto --json out.json   # installed
+
+The default config is the shipped ``charlm.yaml`` (package ``nervana_lstm.configs``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import statistics
 import sys
 import tempfile
 import time
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
-
-REPO = Path(__file__).resolve().parents[1]
 
 #: (label, config overrides) for the auto-choice table; chosen so that different
 #: backends win on this kind of CPU (see the README's train section for results).
@@ -179,9 +181,10 @@ def auto_choice(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "charlm.yaml")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="run config (default: the shipped charlm.yaml)"
+    )
     parser.add_argument("--part", choices=["all", "overhead", "auto"], default="all")
     parser.add_argument("--steps", type=int, default=60, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps (and log window)")
@@ -195,10 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     from nervana_lstm.platform_info import collect_info
 
     result: dict[str, Any] = {"machine": collect_info()}
-    if args.part in ("all", "overhead"):
-        result["overhead"] = overhead(args)
-    if args.part in ("all", "auto"):
-        result["auto"] = auto_choice(args)
+    with contextlib.ExitStack() as stack:
+        if args.config is None:
+            shipped = files("nervana_lstm.configs").joinpath("charlm.yaml")
+            args.config = stack.enter_context(as_file(shipped))
+        if args.part in ("all", "overhead"):
+            result["overhead"] = overhead(args)
+        if args.part in ("all", "auto"):
+            result["auto"] = auto_choice(args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return 0

@@ -181,7 +181,7 @@ def split_by_marker(text: str) -> dict[str, str]:
 def probe(specs: list[dict[str, Any]], timeout: float | None = None) -> dict[str, dict[str, Any]]:
     """Rerun each spec once in a subprocess with ``ONEDNN_VERBOSE=all``; parse what it printed.
 
-    ``specs`` are :meth:`perf.impls.Spec.as_dict` dicts with an ``id`` key; the
+    ``specs`` are :meth:`nervana_lstm.perf.spec.Spec.as_dict` dicts with an ``id`` key; the
     subprocess gets ``timeout`` seconds (default: 60 plus 30 per spec). The
     result maps each id to ``{"summary": ..., "error": ...}``; a spec that could
     not be rerun carries the error instead of a summary.
@@ -193,7 +193,7 @@ def probe(specs: list[dict[str, Any]], timeout: float | None = None) -> dict[str
     env.pop("ONEDNN_VERBOSE_TIMESTAMP", None)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "perf.verbose_probe"],
+            [sys.executable, "-m", "nervana_lstm.perf.verbose_probe"],
             input=json.dumps(specs),
             capture_output=True,
             text=True,

@@ -1,4 +1,4 @@
-"""Subprocess entry point of :func:`perf.verbose.probe`: run each spec once under ONEDNN_VERBOSE.
+"""Subprocess entry point of :func:`nervana_lstm.perf.verbose.probe`: run each spec once under ONEDNN_VERBOSE.
 
 Reads a JSON list of spec dicts (each with an ``id``) on stdin. For each spec it
 builds the implementation, runs one measured call, and brackets what oneDNN
@@ -13,8 +13,9 @@ import ctypes
 import json
 import os
 import sys
+from typing import Any
 
-from perf.verbose import BEGIN, END
+from nervana_lstm.perf.verbose import BEGIN, END
 
 
 def _flush() -> None:
@@ -28,10 +29,20 @@ def _mark(text: str) -> None:
 
 
 def main() -> int:
-    from perf.impls import Spec, Unavailable, build
-    from perf.runner import pinned_threads
+    from nervana_lstm.perf.spec import quiet_known_warnings
 
     specs = json.loads(sys.stdin.read())
+    with quiet_known_warnings():
+        _probe_each(specs)
+    _flush()
+    return 0
+
+
+def _probe_each(specs: list[dict[str, Any]]) -> None:
+    from nervana_lstm.perf.impls import build
+    from nervana_lstm.perf.runner import pinned_threads
+    from nervana_lstm.perf.spec import Spec, Unavailable
+
     for raw in specs:
         sid = raw["id"]
         fields = {k: v for k, v in raw.items() if k in Spec.__dataclass_fields__}
@@ -48,8 +59,6 @@ def main() -> int:
         except Exception as exc:  # record and go on: one failing spec must not hide the rest
             msg = f"{type(exc).__name__}: {exc}".replace("\n", " ")
             _mark(f"nervana_probe_error {sid} {msg}")
-    _flush()
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,12 +1,18 @@
-"""export.convert: fused torch RNNs to OpenVINO, with pinned precision and proof of what ran."""
+"""nervana_lstm.export.convert: fused torch RNNs to OpenVINO, with pinned precision and proof of what ran."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from nervana_lstm.export import (
+    compile_rnn,
+    convert_rnn,
+    precision_supported,
+    runtime_layers,
+    runtime_summary,
+)
 
-from export import compile_rnn, convert_rnn, precision_supported, runtime_layers, runtime_summary
 from nervana_lstm.cells import make_rnn
 from nervana_lstm.errors import UsageError
 

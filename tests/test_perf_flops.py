@@ -1,11 +1,17 @@
-"""FLOP formulas of perf.flops, checked against hand-counted products."""
+"""FLOP formulas of nervana_lstm.perf.flops, checked against hand-counted products."""
 
 from __future__ import annotations
 
 import pytest
+from nervana_lstm.perf.flops import (
+    TRAIN_FACTOR,
+    deepbench_flops,
+    forward_flops,
+    full_flops,
+    mode_flops,
+)
 
 from nervana_lstm.errors import UsageError
-from perf.flops import TRAIN_FACTOR, deepbench_flops, forward_flops, full_flops, mode_flops
 
 
 def test_lstm_full_count_is_2_4h_i_plus_h_t_n() -> None:

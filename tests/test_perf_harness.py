@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from perf.impls import IMPLS
+from nervana_lstm.choices import BENCH_IMPLS
 
 TINY = """
 name: tiny
@@ -51,7 +51,7 @@ def test_every_implementation_is_measured_or_says_why(tiny_run: tuple[dict, Path
     rows = results["rows"]
     for label in ("lstm T=3 N=2 I=4 H=8", "gru T=3 N=2 I=4 H=8"):
         seen = {r["impl"] for r in rows if r["label"] == label}
-        assert seen == set(IMPLS), label
+        assert seen == set(BENCH_IMPLS), label
     for row in rows:
         assert row["status"] in ("ok", "n/a", "skipped", "error")
         assert row["status"] != "error", (row["id"], row["reason"])
@@ -167,7 +167,7 @@ def test_instances_mode(tmp_path: Path, cli) -> None:
 
 
 def test_failed_report_leaves_nothing_behind(tmp_path: Path) -> None:
-    from perf.report import write_report
+    from nervana_lstm.perf.report import write_report
 
     broken = {"schema": 1, "rows": [{"id": "x", "status": "ok"}], "peaks": {}}
     with pytest.raises(KeyError):

@@ -6,9 +6,9 @@ import json
 import warnings
 from pathlib import Path
 
-from perf.harness import Selection, _row, plan
-from perf.report import render_markdown, write_report
-from perf.suites import suite_from_dict
+from nervana_lstm.perf.harness import Selection, new_row, plan
+from nervana_lstm.perf.report import render_markdown, write_report
+from nervana_lstm.perf.suites import suite_from_dict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -25,7 +25,7 @@ def _nothing_ran() -> dict:
         }
     )
     planned = plan(suite, Selection())
-    rows = [_row(p, suite.defaults.count) for p in planned]
+    rows = [new_row(p, suite.defaults.count).to_dict() for p in planned]
     for row in rows:
         if row["status"] == "pending":
             row["status"], row["reason"] = "n/a", "IPEX is not installed in this environment"
@@ -83,7 +83,7 @@ def test_report_says_when_amx_cannot_run() -> None:
 
 
 def test_empty_charts_raise_no_warning(tmp_path: Path) -> None:
-    from perf.report import write_charts
+    from nervana_lstm.perf.report import write_charts
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -92,13 +92,13 @@ def test_empty_charts_raise_no_warning(tmp_path: Path) -> None:
 
 
 def test_report_states_the_flop_formula_per_kind() -> None:
-    from perf.flops import GATES_HH, GATES_IH, full_flops
+    from nervana_lstm.perf.flops import GATES_HH, GATES_IH, full_flops
 
     results = _nothing_ran()
     md = render_markdown(results)
     assert "2·G·H·(I+H)·T·N per layer, G gate blocks: 1 rnn, 3 gru, 4 lstm and dglstm" in md
     assert "depth gate's 2·H·I·T·N" in md
-    # the stated formula is the one perf.flops computes
+    # the stated formula is the one nervana_lstm.perf.flops computes
     assert (GATES_HH["rnn"], GATES_HH["gru"], GATES_HH["lstm"], GATES_HH["dglstm"]) == (1, 3, 4, 4)
     h, t, n = 8, 3, 2
     one = full_flops("dglstm", t, n, h, h, num_layers=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from perf.runner import Timing, time_callable, time_interleaved, timer_overhead
+from nervana_lstm.perf.runner import Timing, time_callable, time_interleaved, timer_overhead
 
 
 def test_warmup_and_repeats_are_counted() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nervana_lstm.perf.harness import Selection, plan
+from nervana_lstm.perf.suites import load_suite, suite_from_dict
 
+from nervana_lstm.choices import BENCH_IMPLS
 from nervana_lstm.errors import UsageError
-from perf.harness import Selection, plan
-from perf.impls import IMPLS
-from perf.suites import load_suite, suite_from_dict
 
 
 @pytest.mark.parametrize("name", ["quick", "deepbench", "configs/bench/example.yaml"])
@@ -44,7 +44,7 @@ def test_every_implementation_gets_a_row() -> None:
         }
     )
     rows = plan(suite, Selection())
-    assert sorted(p.spec.impl for p in rows) == sorted(IMPLS)
+    assert sorted(p.spec.impl for p in rows) == sorted(BENCH_IMPLS)
     assert [p.spec.impl for p in rows if p.skip is None] == ["onednn"]
     compiled = next(p for p in rows if p.spec.impl == "compiled")
     assert "--impls" in (compiled.skip or "")
