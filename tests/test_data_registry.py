@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from nervana_lstm.data import TASKS, make_task, task_options
+from nervana_lstm import choices
+from nervana_lstm.config import TASK_OPTIONS
+from nervana_lstm.data import TASKS, make_task
 from nervana_lstm.errors import UsageError
 
 TINY = {
@@ -45,10 +47,12 @@ class TinyNet(nn.Module):
 
 def test_factory_knows_every_task():
     assert set(TASKS) == {"adding", "copy", "charlm", "files"}
-    assert task_options("adding") == {"T": 100, "seed": 0, "eval_size": 1000}
-    assert "corpus" in task_options("charlm") and "path" in task_options("files")
+    assert set(TASKS) == set(TASK_OPTIONS) == set(choices.TASKS)
+    assert TASK_OPTIONS["adding"]().model_dump() == {"T": 100, "seed": 0, "eval_size": 1000}
+    assert "corpus" in TASK_OPTIONS["charlm"].model_fields
+    assert "path" in TASK_OPTIONS["files"].model_fields
     with pytest.raises(UsageError, match="unknown task"):
-        task_options("nope")
+        make_task("nope")
     with pytest.raises(UsageError, match="unknown task"):
         make_task(3)
 

@@ -17,7 +17,6 @@ for ``--resume`` to reproduce the uninterrupted run exactly.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -33,8 +32,8 @@ from rich.console import Console
 from torch import nn
 
 from nervana_lstm.atomic import write_text_atomic
-from nervana_lstm.config import RunConfig, config_from_dict
-from nervana_lstm.data import Batch, Task, make_task, shard_slice, task_options
+from nervana_lstm.config import RunConfig, resolve_config
+from nervana_lstm.data import Batch, Task, make_task, shard_slice
 from nervana_lstm.errors import UsageError
 from nervana_lstm.models import build_model
 from nervana_lstm.train import accel, checkpoint
@@ -75,21 +74,6 @@ class RunResult:
 
 
 # ----------------------------------------------------------------- small helpers
-
-
-def resolve_config(cfg: RunConfig) -> RunConfig:
-    """Fill in every task option's default (and its seed from ``train.seed``) so the
-    saved config rebuilds the run by itself."""
-    options = dict(cfg.task.options)
-    accepted = task_options(cfg.task.name)
-    if "seed" in accepted and "seed" not in options:
-        options["seed"] = cfg.train.seed
-    for name, default in accepted.items():
-        if name not in options and default is not inspect.Parameter.empty:
-            options[name] = default
-    data = cfg.to_dict()
-    data["task"]["options"] = options
-    return config_from_dict(data, "resolved config")
 
 
 def _threads(cfg: RunConfig, ctx: DistContext) -> int:
