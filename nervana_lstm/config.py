@@ -147,15 +147,6 @@ class FilesOptions(TaskOptions):
     allow_pickle: bool = False
 
 
-#: each task's options model
-TASK_OPTIONS: dict[TaskName, type[TaskOptions]] = {
-    "adding": AddingOptions,
-    "copy": CopyOptions,
-    "charlm": CharLMOptions,
-    "files": FilesOptions,
-}
-
-
 class _Task(_Section):
     """Which task to train on, and its options (lag T, files...)."""
 
@@ -197,9 +188,15 @@ _TASKS: dict[str, type[_Task]] = {
     typing.get_args(m.model_fields["name"].annotation)[0]: m
     for m in typing.get_args(typing.get_args(TaskConfig)[0])
 }
+#: each task's options model, by task name
+TASK_OPTIONS: dict[TaskName, type[TaskOptions]] = {
+    name: m.model_fields["options"].annotation for name, m in _TASKS.items()
+}
 
 
 # ------------------------------------------------------------------- sections
+
+
 class ModelConfig(_Section):
     """The recurrent stack and its head."""
 

@@ -12,6 +12,7 @@ from torch import nn
 from nervana_lstm import choices
 from nervana_lstm.config import TASK_OPTIONS, config_from_dict, resolve_config
 from nervana_lstm.data import TASKS, make_task
+from nervana_lstm.data.corpus import DEFAULT_CORPUS
 from nervana_lstm.errors import UsageError
 
 TINY = {
@@ -49,7 +50,7 @@ def test_factory_knows_every_task():
     assert set(TASKS) == {"adding", "copy", "charlm", "files"}
     assert set(TASKS) == set(TASK_OPTIONS) == set(choices.TASKS)
     assert TASK_OPTIONS["adding"]().model_dump() == {"T": 100, "seed": 0, "eval_size": 1000}
-    assert "corpus" in TASK_OPTIONS["charlm"].model_fields
+    assert TASK_OPTIONS["charlm"]().corpus == DEFAULT_CORPUS
     assert "path" in TASK_OPTIONS["files"].model_fields
     with pytest.raises(UsageError, match="unknown task"):
         make_task("nope")
