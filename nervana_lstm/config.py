@@ -8,6 +8,11 @@ A run is described by five sections::
     train:  steps, batch, seed, accelerator, precision, logging, checkpoints
     eval:   how often to evaluate, early stopping
 
+``task.name`` selects the model of ``task.options`` (``AddingOptions``,
+``CopyOptions``, ``CharLMOptions``, ``FilesOptions``): each option's type,
+bounds and default are declared there once, for configs and for
+``nervana_lstm.data.make_task`` alike.
+
 Every section forbids unknown keys. A bad value is reported with its key path,
 the type that was expected and the value that was found, as a
 :class:`~nervana_lstm.errors.UsageError` (the CLI turns it into exit status 2).
@@ -22,9 +27,9 @@ from __future__ import annotations
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, KeysView, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -35,32 +40,31 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic.fields import FieldInfo
 
+from nervana_lstm.choices import Accel, Kind, Precision, TaskName
 from nervana_lstm.errors import UsageError
 
 __all__ = [
-    "ACCELS",
-    "PRECISIONS",
-    "TASK_NAMES",
+    "TASK_OPTIONS",
+    "AddingOptions",
+    "CharLMOptions",
+    "CopyOptions",
     "EvalConfig",
+    "FilesOptions",
     "ModelConfig",
     "OptimConfig",
     "RunConfig",
     "TaskConfig",
+    "TaskOptions",
     "TrainConfig",
     "apply_overrides",
     "config_from_dict",
     "load_config",
     "parse_override",
+    "resolve_config",
     "yaml_scalar",
 ]
-
-TASK_NAMES = ("adding", "copy", "charlm", "files")
-ACCELS = ("auto", "ipex", "onednn", "reference")
-PRECISIONS = ("fp32", "bf16")
-
-# Scalars a task option may hold (nested one level for lists such as file names).
-OptionValue = int | float | str | bool | None | list[int | float | str | bool]
 
 
 class _Section(BaseModel):
@@ -68,17 +72,135 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
-class TaskConfig(_Section):
-    """Which task to train on; ``options`` go to that task's constructor (lag T, files...)."""
+# ---------------------------------------------------------------- task options
 
-    name: Literal["adding", "copy", "charlm", "files"]
-    options: dict[str, OptionValue] = Field(default_factory=dict)
+#: a non-empty string (a file path, a corpus name)
+_Text = Annotated[str, Field(min_length=1)]
+
+
+class TaskOptions(_Section):
+    """The options of one task. They unpack like a mapping: ``make_task(name, **options)``."""
+
+    def keys(self) -> KeysView[str]:
+        return type(self).model_fields.keys()
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+class AddingOptions(TaskOptions):
+    """The adding problem (``nervana_lstm.data.adding``)."""
+
+    #: sequence length; one marker falls in each half
+    T: int = Field(100, ge=2)
+    #: fixes every training batch and the held-out set
+    seed: int = Field(0, ge=0)
+    #: number of held-out sequences
+    eval_size: int = Field(1000, ge=1)
+
+
+class CopyOptions(TaskOptions):
+    """The copying memory task (``nervana_lstm.data.copying``)."""
+
+    #: blanks between the symbols and the recall; sequences have T + 20 steps
+    T: int = Field(100, ge=1)
+    #: fixes every training batch and the held-out set
+    seed: int = Field(0, ge=0)
+    #: number of held-out sequences
+    eval_size: int = Field(1000, ge=1)
+
+
+class CharLMOptions(TaskOptions):
+    """Character-level language modelling (``nervana_lstm.data.charlm``)."""
+
+    #: "pydoc_topics" (Python's help texts), a text file, a glob, or a list of those
+    corpus: _Text | Annotated[list[_Text], Field(min_length=1)] = "pydoc_topics"
+    #: characters per chunk (truncated-BPTT length)
+    seq_len: int = Field(100, ge=1)
+    #: fixes each pass's start offset
+    seed: int = Field(0, ge=0)
+    #: share of the text, taken from its end, held out for evaluation
+    eval_fraction: float = Field(0.05, gt=0.0, lt=1.0)
+
+    @field_validator("corpus", mode="before")
+    @classmethod
+    def _tuple_is_a_list(cls, value: Any) -> Any:
+        return list(value) if isinstance(value, tuple) else value
+
+
+class FilesOptions(TaskOptions):
+    """Users' own sequences from a CSV or NPZ file (``nervana_lstm.data.files``)."""
+
+    #: a .csv or .npz file; a relative path is read from the working directory
+    path: _Text
+    #: one label per sequence, or one or more values
+    target: Literal["classify", "regress"] = "classify"
+    #: fixes the held-out split and every epoch's batch plan
+    seed: int = Field(0, ge=0)
+    #: share of sequences held out for evaluation
+    eval_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    #: batches per length-sorting pool
+    pool_batches: int = Field(32, ge=1)
+    #: let an NPZ with a ragged object array be unpickled (trusted files only)
+    allow_pickle: bool = False
+
+
+class _Task(_Section):
+    """Which task to train on, and its options (lag T, files...)."""
+
+    name: TaskName
+    options: TaskOptions
+
+
+def _all_defaults() -> Any:
+    # ``{}`` validated: every option takes its default (files' path has none: reported missing)
+    return Field(default_factory=dict, validate_default=True)
+
+
+class _AddingTask(_Task):
+    name: Literal["adding"]
+    options: AddingOptions = _all_defaults()
+
+
+class _CopyTask(_Task):
+    name: Literal["copy"]
+    options: CopyOptions = _all_defaults()
+
+
+class _CharLMTask(_Task):
+    name: Literal["charlm"]
+    options: CharLMOptions = _all_defaults()
+
+
+class _FilesTask(_Task):
+    name: Literal["files"]
+    options: FilesOptions = _all_defaults()
+
+
+#: the ``task`` section: ``name`` selects the model that validates ``options``
+TaskConfig = Annotated[
+    _AddingTask | _CopyTask | _CharLMTask | _FilesTask, Field(discriminator="name")
+]
+#: task name -> its section model (the union's members, by their ``name`` literal)
+_TASKS: dict[str, type[_Task]] = {
+    typing.get_args(m.model_fields["name"].annotation)[0]: m
+    for m in typing.get_args(typing.get_args(TaskConfig)[0])
+}
+#: each task's options model, by task name
+TASK_OPTIONS: dict[TaskName, type[TaskOptions]] = {
+    name: m.model_fields["options"].annotation for name, m in _TASKS.items()
+}
+
+
+# ------------------------------------------------------------------- sections
 
 
 class ModelConfig(_Section):
     """The recurrent stack and its head."""
 
-    kind: Literal["rnn", "lstm", "gru", "dglstm"] = "lstm"
+    kind: Kind = "lstm"
     hidden_size: int = Field(128, ge=1, le=65536)
     num_layers: int = Field(1, ge=1, le=64)
     bidirectional: bool = False
@@ -136,8 +258,8 @@ class TrainConfig(_Section):
     #: global batch; under torchrun each of N processes takes batch_size / N rows
     batch_size: int = Field(32, ge=1)
     seed: int = Field(0, ge=0, lt=2**63)
-    accel: Literal["auto", "ipex", "onednn", "reference"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    accel: Accel = "auto"
+    precision: Precision = "fp32"
     #: intra-op threads per process; None = the CPUs available divided by local processes
     threads: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)
@@ -167,6 +289,19 @@ class RunConfig(_Section):
     def to_dict(self) -> dict[str, Any]:
         """Primitives only (dicts, lists, str, int, float, bool, None): safe in a checkpoint."""
         return self.model_dump(mode="json")
+
+
+def resolve_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the task's seed taken from ``train.seed`` where the options leave it unset.
+
+    Every other option already holds its value or its model's default, so the
+    resolved ``to_dict()`` (the run's saved ``config.yaml``) rebuilds the run by itself.
+    """
+    options = cfg.task.options
+    if "seed" not in type(options).model_fields or "seed" in options.model_fields_set:
+        return cfg
+    seeded = options.model_copy(update={"seed": cfg.train.seed})
+    return cfg.model_copy(update={"task": cfg.task.model_copy(update={"options": seeded})})
 
 
 # --------------------------------------------------------------------------- YAML
@@ -205,87 +340,87 @@ def _one_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------- errors
 
 
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    """The model under a key: its section class, ``_Task`` for the task union, None for a leaf."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    members = typing.get_args(annotation)
+    if members and all(isinstance(m, type) and issubclass(m, _Task) for m in members):
+        return _Task
+    return None
+
+
+def _locate(loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel], FieldInfo | None]:
+    """The config keys of an error location, the model holding the last one, and its field.
+
+    pydantic's locations also name the task union's member (after ``task``) and, after
+    a leaf key, union members and tuple indices; those are not keys.
+    """
+    keys: list[str] = []
+    model: type[BaseModel] = RunConfig
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        keys.append(str(part))
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:  # a key the schema does not know
+            break
+        section = _section_of(field.annotation)
+        if section is _Task and parts and parts[0] in _TASKS:
+            section = _TASKS[parts.pop(0)]
+        if section is None or not parts:
+            return keys, model, field
+        model = section
+    return keys, model, None
+
+
 def _describe(annotation: Any) -> str:
-    """A short, readable name for a field's type."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
+    """A short, readable name for a declared type."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _describe(args[0])
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
-    if origin is tuple:
+        return " or ".join(dict.fromkeys(_describe(a) for a in args))
+    if origin in (tuple, list):
         return "a list of " + ", ".join(_describe(a) for a in args)
-    if origin is dict:
-        return "a mapping"
-    if origin is list:
-        return "a list"
     if annotation is type(None):
         return "null"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return "a mapping with keys " + ", ".join(annotation.model_fields)
+    section = _section_of(annotation)
+    if section is not None:
+        return "a mapping with keys " + ", ".join(section.model_fields)
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _owner(loc: tuple[Any, ...]) -> type[BaseModel]:
-    owner: type[BaseModel] = RunConfig
-    for part in loc[:-1]:
-        ann = owner.model_fields[part].annotation if part in owner.model_fields else None
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            owner = ann
-    return owner
+def _expected(field: FieldInfo) -> str:
+    """A field's type and bounds as declared, e.g. ``int (>= 1)``."""
+    bounds = [
+        f"{symbol} {getattr(meta, name)}"
+        for meta in field.metadata
+        for name, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+        if getattr(meta, name, None) is not None
+    ]
+    return _describe(field.annotation) + (f" ({', '.join(bounds)})" if bounds else "")
 
 
-def _bounds(info: Any) -> str:
-    parts = []
-    for meta in info.metadata:
-        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-            value = getattr(meta, attr, None)
-            if value is not None:
-                parts.append(f"{sym} {value}")
-    return f" ({', '.join(parts)})" if parts else ""
-
-
-def _format_error(err: Mapping[str, Any]) -> str:
-    keys = _key_path(err["loc"])
+def _problem(err: Mapping[str, Any]) -> str:
+    """One pydantic error as one line: key path, what was expected, what was found, why."""
+    keys, model, field = _locate(err["loc"])
+    kind, found, ctx = err["type"], err.get("input"), err.get("ctx", {})
+    if kind.startswith("union_tag_"):  # task.name, which selects the options model
+        keys, field = [*keys, "name"], _Task.model_fields["name"]
+        found = found.get("name") if isinstance(found, Mapping) else found
+        kind = "missing" if kind == "union_tag_not_found" else kind
     path = ".".join(keys) or "(top level)"
-    found = err.get("input")
-    if err["type"] == "extra_forbidden":
-        owner = _owner(tuple(keys))
-        allowed = ", ".join(owner.model_fields)
+    if kind == "extra_forbidden":
+        allowed = ", ".join(model.model_fields)
         return f"{path}: unknown key (allowed keys here: {allowed}); found {found!r}"
-    if err["type"] == "missing":
+    if kind == "missing":
         return f"{path}: required key is missing"
-    owner = _owner(tuple(keys))
-    name = keys[-1] if keys else None
-    expected = ""
-    if keys[:2] == ["task", "options"] and len(keys) == 3:
-        expected = "expected a number, string, bool, null or a list of those, "
-    elif name is not None and name in owner.model_fields:
-        info = owner.model_fields[name]
-        expected = f"expected {_describe(info.annotation)}{_bounds(info)}, "
-    msg = err["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    return f"{path}: {expected}got {found!r} ({type(found).__name__}): {msg}"
-
-
-def _key_path(loc: tuple[Any, ...]) -> list[str]:
-    """Config keys of a pydantic error location, without the union/tuple parts it adds."""
-    keys: list[str] = []
-    model: type[BaseModel] = RunConfig
-    for i, part in enumerate(loc):
-        if not (isinstance(part, str) and part in model.model_fields):
-            keys.append(str(part))  # a key the schema does not know (extra_forbidden)
-            break
-        keys.append(part)
-        ann = model.model_fields[part].annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-            continue
-        if model is TaskConfig and part == "options" and i + 1 < len(loc):
-            keys.append(str(loc[i + 1]))  # the option's own name
-        break
-    return keys
+    expected = f"expected {_expected(field)}, " if field is not None else ""
+    why = str(ctx["error"]) if "error" in ctx else err["msg"]  # a validator's own words
+    return f"{path}: {expected}got {found!r} ({type(found).__name__}): {why}"
 
 
 def config_from_dict(data: Any, source: str = "config") -> RunConfig:
@@ -300,7 +435,7 @@ def config_from_dict(data: Any, source: str = "config") -> RunConfig:
     except ValidationError as exc:
         problems: dict[str, str] = {}
         for err in exc.errors():
-            text = _format_error(err)
+            text = _problem(err)
             # a union reports once per member; the first line already names the expected types
             problems.setdefault(text.split(":", 1)[0], text)
         problems_text = "; ".join(problems.values())
@@ -333,15 +468,17 @@ def _check_path(path: list[str], text: str) -> None:
                 f"--set {text!r}: unknown key {'.'.join(path[: depth + 1])!r} "
                 f"(allowed under {where}: {allowed})"
             )
-        ann = model.model_fields[part].annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
+        section = _section_of(model.model_fields[part].annotation)
+        if section is TaskOptions:  # the option names depend on task.name: checked on validation
+            leaf = depth + 1
+        elif section is None:
+            leaf = depth
+        else:
+            model = section
             continue
-        # A leaf. Only task.options takes one more level (its keys belong to the task).
-        rest = path[depth + 1 :]
-        if (model is TaskConfig and part == "options" and len(rest) == 1) or not rest:
+        if len(path) - 1 <= leaf:
             return
-        raise UsageError(f"--set {text!r}: {'.'.join(path[: depth + 1])} has no sub-keys")
+        raise UsageError(f"--set {text!r}: {'.'.join(path[: leaf + 1])} has no sub-keys")
     if len(path) == 1:
         raise UsageError(
             f"--set {text!r}: {path[0]!r} is a section; set one of its keys, "

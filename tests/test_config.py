@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import string
 import typing
 from pathlib import Path
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from nervana_lstm.cli import main
 from nervana_lstm.config import (
+    TASK_OPTIONS,
     EvalConfig,
     ModelConfig,
     OptimConfig,
@@ -24,9 +26,11 @@ from nervana_lstm.config import (
     config_from_dict,
     load_config,
     parse_override,
+    resolve_config,
     yaml_scalar,
 )
 from nervana_lstm.errors import UsageError
+from nervana_lstm.train import loop as train_loop
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = {"model": ModelConfig, "optim": OptimConfig, "train": TrainConfig, "eval": EvalConfig}
@@ -66,7 +70,7 @@ def test_overrides_apply_in_order_and_validate() -> None:
     data = apply_overrides(MINIMAL, ["optim.lr=3e-3", "task.options.T=50", "optim.lr=0.5"])
     cfg = config_from_dict(data)
     assert cfg.optim.lr == 0.5
-    assert cfg.task.options == {"T": 50}
+    assert cfg.task.options.T == 50
     assert MINIMAL["task"]["options"] == {"T": 10}  # the input is not modified
 
 
@@ -280,3 +284,121 @@ def test_cli_subprocess_bad_set(cli) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "optim.lr: expected float" in proc.stderr and "'fast'" in proc.stderr
+
+
+# ------------------------------------------------------------ typed task options
+
+
+@pytest.mark.parametrize(
+    ("task", "text", "fragment"),
+    [
+        ("adding", "task.options.T=1", "task.options.T: expected int (>= 2), got 1 (int)"),
+        ("copy", "task.options.T=0", "task.options.T: expected int (>= 1), got 0 (int)"),
+        ("adding", "task.options.T=8.0", "task.options.T: expected int (>= 2), got 8.0 (float)"),
+        ("adding", "task.options.seed=true", "task.options.seed: expected int (>= 0), got True"),
+        (
+            "adding",
+            "task.options.lag=5",
+            "task.options.lag: unknown key (allowed keys here: T, seed",
+        ),
+        ("charlm", "task.options.corpus=3", "task.options.corpus: expected str or a list of str"),
+        ("charlm", "task.options.eval_fraction=1.5", "expected float (> 0.0, < 1.0), got 1.5"),
+        ("files", "task.options.target=cluster", "task.options.target: expected one of 'classify'"),
+        ("files", "task.options.allow_pickle=1", "task.options.allow_pickle: expected bool, got 1"),
+        ("files", "train.steps=2", "task.options.path: required key is missing"),
+        ("nope", "train.steps=2", "task.name: expected one of 'adding', 'copy', 'charlm', 'files'"),
+    ],
+)
+def test_bad_task_options_name_path_type_and_value(task: str, text: str, fragment: str) -> None:
+    with pytest.raises(UsageError) as info:
+        config_from_dict(apply_overrides({"task": {"name": task}}, [text]))
+    assert fragment in str(info.value)
+
+
+def test_task_name_selects_the_options_model() -> None:
+    for name, model in TASK_OPTIONS.items():
+        data = {"task": {"name": name, "options": {"path": "d.csv"} if name == "files" else {}}}
+        options = config_from_dict(data).task.options
+        assert type(options) is model
+        assert dict(**options) == options.model_dump()  # unpacks like a mapping
+    with pytest.raises(UsageError, match=r"task\.name: required key is missing"):
+        config_from_dict({"task": {"options": {}}})
+    # adding's options are not copy's: the same key is checked against the named task
+    with pytest.raises(UsageError, match="allowed keys here: corpus, seq_len"):
+        config_from_dict({"task": {"name": "charlm", "options": {"T": 5}}})
+
+
+def test_resolve_fills_every_option_and_the_seed_from_train() -> None:
+    cfg = config_from_dict(apply_overrides(MINIMAL, ["train.seed=7"]))
+    resolved = resolve_config(cfg)
+    assert resolved.to_dict()["task"]["options"] == {"T": 10, "seed": 7, "eval_size": 1000}
+    assert resolve_config(resolved) == resolved
+    assert config_from_dict(resolved.to_dict()) == resolved
+    # a seed the options set is kept
+    given = config_from_dict(apply_overrides(MINIMAL, ["train.seed=7", "task.options.seed=2"]))
+    assert resolve_config(given).task.options.seed == 2
+    assert train_loop.resolve_config is resolve_config
+
+
+@pytest.mark.parametrize(
+    ("name", "keys"),
+    [
+        ("adding", ["T", "seed", "eval_size"]),
+        ("copy", ["T", "seed", "eval_size"]),
+        ("charlm", ["corpus", "seq_len", "seed", "eval_fraction"]),
+        ("sines", ["path", "target", "seed", "eval_fraction", "pool_batches", "allow_pickle"]),
+    ],
+)
+def test_saved_config_lists_every_option_in_order(name: str, keys: list[str]) -> None:
+    saved = yaml.safe_dump(resolve_config(load_config(REPO / "configs" / f"{name}.yaml")).to_dict(),
+                           sort_keys=False)  # fmt: skip
+    assert list(yaml.safe_load(saved)["task"]["options"]) == keys
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("task.options.T.x=1", "task.options.T has no sub-keys"),
+        ("task.name.x=1", "task.name has no sub-keys"),
+        ("task.opts.T=1", "unknown key 'task.opts' (allowed under task: name, options)"),
+        ("task=adding", "'task' is a section"),
+    ],
+)
+def test_task_override_paths(text: str, fragment: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(fragment)):
+        parse_override(text)
+    # one level under task.options is any key: the task's model checks it on validation
+    assert parse_override("task.options.anything=1") == (["task", "options", "anything"], 1)
+
+
+_OPTION_FIELDS = [
+    (name, key, info.annotation)
+    for name, model in TASK_OPTIONS.items()
+    for key, info in model.model_fields.items()
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(field=st.sampled_from(_OPTION_FIELDS), data=st.data())
+def test_random_bad_task_options_name_their_path(
+    field: tuple[str, str, typing.Any], data: st.DataObject
+) -> None:
+    name, key, annotation = field
+    text_option = key in ("path", "corpus")  # any string is a valid path: only mappings fail
+    never = st.dictionaries(_LETTERS, st.integers(), min_size=1, max_size=2)
+    bad = data.draw(never if text_option else _bad_value(annotation))
+    options = {"path": "d.csv"} if name == "files" else {}
+    with pytest.raises(UsageError) as info:
+        config_from_dict({"task": {"name": name, "options": {**options, key: bad}}})
+    assert f"task.options.{key}: expected " in str(info.value)
+
+
+def test_cli_bad_task_option_exits_2_before_writing(scratch: Path) -> None:
+    out = scratch / "bad-option"
+    code, err = run_main(
+        ["train", "--config", str(REPO / "configs" / "adding.yaml"), "--out", str(out),
+         "--set", "task.options.T=1"]
+    )  # fmt: skip
+    assert code == 2 and "Traceback" not in err
+    assert "task.options.T: expected int (>= 2), got 1 (int)" in err
+    assert not out.exists()

@@ -9,7 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from nervana_lstm.data import TASKS, make_task, task_options
+from nervana_lstm import choices
+from nervana_lstm.config import TASK_OPTIONS, config_from_dict, resolve_config
+from nervana_lstm.data import TASKS, make_task
+from nervana_lstm.data.corpus import DEFAULT_CORPUS
 from nervana_lstm.errors import UsageError
 
 TINY = {
@@ -45,10 +48,12 @@ class TinyNet(nn.Module):
 
 def test_factory_knows_every_task():
     assert set(TASKS) == {"adding", "copy", "charlm", "files"}
-    assert task_options("adding") == {"T": 100, "seed": 0, "eval_size": 1000}
-    assert "corpus" in task_options("charlm") and "path" in task_options("files")
+    assert set(TASKS) == set(TASK_OPTIONS) == set(choices.TASKS)
+    assert TASK_OPTIONS["adding"]().model_dump() == {"T": 100, "seed": 0, "eval_size": 1000}
+    assert TASK_OPTIONS["charlm"]().corpus == DEFAULT_CORPUS
+    assert "path" in TASK_OPTIONS["files"].model_fields
     with pytest.raises(UsageError, match="unknown task"):
-        task_options("nope")
+        make_task("nope")
     with pytest.raises(UsageError, match="unknown task"):
         make_task(3)
 
@@ -110,3 +115,48 @@ def test_importing_the_package_reads_nothing():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("adding", {"T": 1}, "adding: option 'T' must be >= 2, got 1"),
+        ("adding", {"T": True}, "adding: option 'T' must be an integer, got True"),
+        ("copy", {"eval_size": 2.5}, "copy: option 'eval_size' must be an integer, got 2.5"),
+        ("charlm", {"corpus": 3}, "charlm: option 'corpus' must be a string or a list, got 3"),
+        ("charlm", {"eval_fraction": 0}, "charlm: option 'eval_fraction' must be > 0.0, got 0"),
+        ("files", {"path": ""}, "files: option 'path' must be a non-empty string, got ''"),
+        (
+            "files",
+            {"path": "d.csv", "target": "cluster"},
+            "files: option 'target' must be 'classify' or 'regress', got 'cluster'",
+        ),
+        (
+            "files",
+            {"path": "d.csv", "allow_pickle": "yes"},
+            "files: option 'allow_pickle' must be true or false, got 'yes'",
+        ),
+        (
+            "adding",
+            {"lag": 5, "T": 0},
+            "task 'adding' has no option(s) lag; accepted: T, seed, eval_size; "
+            "adding: option 'T' must be >= 2, got 0",
+        ),
+        ("files", {"seed": -1}, "task 'files' needs option(s): path; files: option 'seed'"),
+    ],
+)
+def test_make_task_reports_every_bad_option(name, options, message):
+    with pytest.raises(UsageError) as info:
+        make_task(name, **options)
+    assert message in str(info.value)
+
+
+def test_make_task_takes_a_configs_options(tmp_path):
+    cfg = resolve_config(
+        config_from_dict({"task": {"name": "adding", "options": {"T": 6}}, "train": {"seed": 4}})
+    )
+    task = make_task(cfg.task.name, **cfg.task.options)
+    assert (task.T, task.seed, task.eval_size) == (6, 4, 1000)
+    (tmp_path / "a.txt").write_text("some text to read " * 20)
+    corpus = (str(tmp_path / "a.txt"), str(tmp_path / "a.txt"))  # a tuple reads like a list
+    assert make_task("charlm", seq_len=4, corpus=corpus).corpus_name == ", ".join(corpus)

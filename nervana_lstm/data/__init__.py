@@ -1,6 +1,8 @@
 """Training data: synthetic memory tasks, character text, and users' own sequence files.
 
-``make_task(name, **options)`` builds one of:
+``make_task(name, **options)`` builds one of (each option's type, bounds and default
+are declared once in ``nervana_lstm.config``: ``AddingOptions``, ``CopyOptions``,
+``CharLMOptions``, ``FilesOptions``):
 
 ========  ==========================================  ===================  ==========================
 name      options (defaults)                          input -> target      metrics
@@ -10,7 +12,7 @@ adding    T=100, seed=0, eval_size=1000                (T,N,2) -> (N,1)     mse,
 copy      T=100, seed=0, eval_size=1000                tokens (T+20,N) ->   ce, ce_baseline
                                                        per-step classes     10 ln 8/(T+20), ce_ratio,
                                                                            recall_accuracy
-charlm    seq_len=100, corpus="pydoc_topics", seed=0,  tokens (T,N) ->      loss (nats), bpc
+charlm    corpus="pydoc_topics", seq_len=100, seed=0,  tokens (T,N) ->      loss (nats), bpc
           eval_fraction=0.05                           next char, stateful
 files     path, target="classify", seed=0,             (T,N,F) + lengths -> loss, accuracy
           eval_fraction=0.1, pool_batches=32,          (N,) class or        (or mse, rmse)
@@ -24,6 +26,6 @@ Every task's training batch is a pure function of ``(seed, step, rank, world_siz
 from __future__ import annotations
 
 from nervana_lstm.data.base import Batch, Task, TaskSpec, shard_slice
-from nervana_lstm.data.registry import TASKS, make_task, task_options
+from nervana_lstm.data.registry import TASKS, make_task
 
-__all__ = ["TASKS", "Batch", "Task", "TaskSpec", "make_task", "shard_slice", "task_options"]
+__all__ = ["TASKS", "Batch", "Task", "TaskSpec", "make_task", "shard_slice"]

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 import torch
 
+from nervana_lstm.config import AddingOptions
 from nervana_lstm.data.base import Batch, TaskSpec, shard_slice
-from nervana_lstm.data.checks import check_int
 from nervana_lstm.data.seeding import generator_for
 
 __all__ = ["MSE_BASELINE", "AddingTask"]
@@ -29,18 +29,10 @@ MSE_BASELINE = 1.0 / 6.0
 
 
 class AddingTask:
-    """Adding problem with lag ``T``.
+    """Adding problem with lag ``T``; ``AddingOptions`` declares the options and their bounds."""
 
-    Args:
-        T: sequence length (at least 2, one marker in each half)
-        seed: fixes every training batch and the held-out set
-        eval_size: number of held-out sequences
-    """
-
-    def __init__(self, T: int = 100, seed: int = 0, eval_size: int = 1000) -> None:
-        self.T = check_int("adding", "T", T, 2)
-        self.seed = check_int("adding", "seed", seed, 0)
-        self.eval_size = check_int("adding", "eval_size", eval_size, 1)
+    def __init__(self, options: AddingOptions) -> None:
+        self.T, self.seed, self.eval_size = options.T, options.seed, options.eval_size
         self.spec = TaskSpec(
             name="adding", input_kind="features", input_size=2, output_size=1,
             target="regress_last",

@@ -26,14 +26,14 @@ same way and read once in order (``reset`` on its first batch).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
+from nervana_lstm.config import CharLMOptions
 from nervana_lstm.data.base import Batch, TaskSpec, shard_slice
-from nervana_lstm.data.checks import check_fraction, check_int
-from nervana_lstm.data.corpus import DEFAULT_CORPUS, load_corpus
+from nervana_lstm.data.corpus import load_corpus
 from nervana_lstm.data.seeding import generator_for
 from nervana_lstm.data.vocab import CharVocab
 from nervana_lstm.errors import UsageError
@@ -42,13 +42,8 @@ __all__ = ["CharLMTask"]
 
 
 class CharLMTask:
-    """Next-character prediction on ``corpus``.
-
-    Args:
-        seq_len: characters per chunk (truncated-BPTT length)
-        corpus: ``"pydoc_topics"`` (Python's help texts), a text file, a glob, or a list
-        seed: fixes each pass's start offset
-        eval_fraction: share of the text, taken from its end, held out for evaluation
+    """Next-character prediction on ``options.corpus``; ``CharLMOptions`` declares the
+    options (``seq_len``, ``corpus``, ``seed``, ``eval_fraction``) and their bounds.
 
     Attributes:
         vocab: the ``CharVocab``; save ``vocab.chars`` to rebuild it
@@ -56,19 +51,10 @@ class CharLMTask:
         train_ids, eval_ids: the encoded splits, (L,) int64 each
     """
 
-    def __init__(
-        self,
-        seq_len: int = 100,
-        corpus: str | Sequence[str] = DEFAULT_CORPUS,
-        seed: int = 0,
-        eval_fraction: float = 0.05,
-    ) -> None:
-        self.seq_len = check_int("charlm", "seq_len", seq_len, 1)
-        self.seed = check_int("charlm", "seed", seed, 0)
-        self.eval_fraction = check_fraction(
-            "charlm", "eval_fraction", eval_fraction, low=0.0, high=1.0
-        )
-        source = load_corpus(corpus)
+    def __init__(self, options: CharLMOptions) -> None:
+        self.seq_len, self.seed = options.seq_len, options.seed
+        self.eval_fraction = options.eval_fraction
+        source = load_corpus(options.corpus)
         text = source.text
         cut = len(text) - math.ceil(len(text) * self.eval_fraction)
         if cut < 2 or len(text) - cut < 2:

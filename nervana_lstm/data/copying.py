@@ -26,8 +26,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from nervana_lstm.config import CopyOptions
 from nervana_lstm.data.base import Batch, TaskSpec, shard_slice
-from nervana_lstm.data.checks import check_int
 from nervana_lstm.data.seeding import generator_for
 
 __all__ = ["BLANK", "DELIMITER", "N_RECALL", "N_SYMBOLS", "CopyTask", "copy_baseline"]
@@ -44,18 +44,10 @@ def copy_baseline(T: int) -> float:
 
 
 class CopyTask:
-    """Copying task with lag ``T``.
+    """Copying task with lag ``T``; ``CopyOptions`` declares the options and their bounds."""
 
-    Args:
-        T: blanks between the symbols and the recall (at least 1); sequences have T + 20 steps
-        seed: fixes every training batch and the held-out set
-        eval_size: number of held-out sequences
-    """
-
-    def __init__(self, T: int = 100, seed: int = 0, eval_size: int = 1000) -> None:
-        self.T = check_int("copy", "T", T, 1)
-        self.seed = check_int("copy", "seed", seed, 0)
-        self.eval_size = check_int("copy", "eval_size", eval_size, 1)
+    def __init__(self, options: CopyOptions) -> None:
+        self.T, self.seed, self.eval_size = options.T, options.seed, options.eval_size
         self.length = self.T + 2 * N_RECALL
         self.spec = TaskSpec(
             name="copy", input_kind="tokens", input_size=DELIMITER + 1,

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from nervana_lstm.config import FilesOptions
 from nervana_lstm.data.base import Batch, TaskSpec, shard_slice
 from nervana_lstm.data.bucketing import LengthBuckets, pad_sequences
-from nervana_lstm.data.checks import check_fraction, check_int
 from nervana_lstm.data.file_formats import read_sequences
 from nervana_lstm.data.seeding import generator_for
 from nervana_lstm.errors import UsageError
@@ -30,15 +29,10 @@ __all__ = ["FileTask"]
 
 
 class FileTask:
-    """Sequence classification or regression on the sequences in ``path``.
-
-    Args:
-        path: a ``.csv`` or ``.npz`` file
-        target: ``"classify"`` (one label per sequence) or ``"regress"`` (one or more values)
-        seed: fixes the held-out split and every epoch's batch plan
-        eval_fraction: share of sequences held out for evaluation
-        pool_batches: batches per length-sorting pool (see ``LengthBuckets``)
-        allow_pickle: let an NPZ with a ragged object array be unpickled (trusted files only)
+    """Sequence classification or regression on the sequences in ``options.path``;
+    ``FilesOptions`` declares the options (``path``, ``target``, ``seed``,
+    ``eval_fraction``, ``pool_batches`` for ``LengthBuckets``, ``allow_pickle``) and
+    their bounds.
 
     Attributes:
         classes: the class labels in id order (classification), else None
@@ -46,37 +40,15 @@ class FileTask:
         train_index, eval_index: which sequences of the file each split holds
     """
 
-    def __init__(
-        self,
-        path: str,
-        target: Literal["classify", "regress"] = "classify",
-        seed: int = 0,
-        eval_fraction: float = 0.1,
-        pool_batches: int = 32,
-        allow_pickle: bool = False,
-    ) -> None:
-        if not isinstance(path, str) or not path:
-            raise UsageError(f"files: option 'path' must be a file path, got {path!r}")
-        if target not in ("classify", "regress"):
-            raise UsageError(
-                f"files: option 'target' must be 'classify' or 'regress', got {target!r}"
-            )
-        if not isinstance(allow_pickle, bool):
-            raise UsageError(
-                f"files: option 'allow_pickle' must be true or false, got {allow_pickle!r}"
-            )
-        self.path, self.target = path, target
-        self.seed = check_int("files", "seed", seed, 0)
-        self.eval_fraction = check_fraction(
-            "files", "eval_fraction", eval_fraction, low=0.0, high=1.0
-        )
-        pool_batches = check_int("files", "pool_batches", pool_batches, 1)
-        data = read_sequences(path, target, allow_pickle)
+    def __init__(self, options: FilesOptions) -> None:
+        self.path, self.target = options.path, options.target
+        self.seed, self.eval_fraction = options.seed, options.eval_fraction
+        data = read_sequences(self.path, self.target, options.allow_pickle)
         n = len(data.seqs)
         n_eval = max(1, round(n * self.eval_fraction))
         if n - n_eval < 1:
             raise UsageError(
-                f"files: {path} holds {n} sequence(s), too few to hold out {self.eval_fraction:g} "
+                f"files: {self.path} holds {n} sequence(s), too few to hold out {self.eval_fraction:g} "
                 "of them and train on the rest (need at least 2)"
             )
         self.seqs = data.seqs
@@ -94,7 +66,9 @@ class FileTask:
         perm = torch.randperm(n, generator=generator_for(self.seed, "files/split"))
         self.eval_index = perm[:n_eval].sort().values
         self.train_index = perm[n_eval:].sort().values
-        self.buckets = LengthBuckets(self.lengths[self.train_index], self.seed, pool_batches)
+        self.buckets = LengthBuckets(
+            self.lengths[self.train_index], self.seed, options.pool_batches
+        )
         self.spec = TaskSpec(
             name="files", input_kind="features", input_size=len(self.feature_names),
             output_size=out, target=kind,

@@ -1,48 +1,84 @@
-"""Task names and the factory that builds a task from its name and options."""
+"""Task names and the factory that builds a task from its name and options.
+
+Each task's options are declared once, as a model in ``nervana_lstm.config``
+(``TASK_OPTIONS``): configs and ``make_task`` validate them the same way.
+"""
 
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Any
 
+from pydantic import ValidationError
+
+from nervana_lstm.choices import TaskName
+from nervana_lstm.config import TASK_OPTIONS, TaskOptions
 from nervana_lstm.data.base import Task
 from nervana_lstm.errors import UsageError
 
-__all__ = ["TASKS", "make_task", "task_options"]
+__all__ = ["TASKS", "make_task"]
 
 # name -> "module:class"; imported on first use so that naming one task loads only its code.
-TASKS: dict[str, str] = {
+TASKS: dict[TaskName, str] = {
     "adding": "nervana_lstm.data.adding:AddingTask",
     "copy": "nervana_lstm.data.copying:CopyTask",
     "charlm": "nervana_lstm.data.charlm:CharLMTask",
     "files": "nervana_lstm.data.files:FileTask",
 }
 
+# what an option must be, by pydantic error type (its ctx fills the braces)
+_MUST_BE = {
+    "greater_than_equal": ">= {ge}",
+    "greater_than": "> {gt}",
+    "less_than_equal": "<= {le}",
+    "less_than": "< {lt}",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "string_too_short": "a non-empty string",
+    "list_type": "a list",
+    "too_short": "a non-empty list",
+    "literal_error": "{expected}",
+}
 
-def _task_class(name: object) -> type:
-    if not isinstance(name, str) or name not in TASKS:
-        raise UsageError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)}")
-    module, cls = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
 
-
-def task_options(name: str) -> dict[str, Any]:
-    """The options ``name`` accepts, with their defaults (``inspect.Parameter.empty`` if none)."""
-    params = inspect.signature(_task_class(name).__init__).parameters
-    return {p.name: p.default for p in params.values() if p.name != "self"}
+def _problems(name: str, options: dict[str, Any], exc: ValidationError) -> str:
+    """Unknown options, then missing ones, then each bad value with what it must be."""
+    unknown: list[str] = []
+    missing: list[str] = []
+    bad: dict[str, dict[str, None]] = {}
+    for err in exc.errors():
+        key = str(err["loc"][0])
+        if err["type"] == "extra_forbidden":
+            unknown.append(key)
+        elif err["type"] == "missing":
+            missing.append(key)
+        else:  # a union reports once per member: "a string or a list"
+            words = _MUST_BE.get(err["type"])
+            bad.setdefault(key, {})[words.format(**err.get("ctx", {})) if words else err["msg"]] = (
+                None
+            )
+    lines = []
+    if unknown:
+        accepted = ", ".join(TASK_OPTIONS[name].model_fields)
+        lines.append(f"task {name!r} has no option(s) {', '.join(unknown)}; accepted: {accepted}")
+    if missing:
+        lines.append(f"task {name!r} needs option(s): {', '.join(missing)}")
+    lines += [
+        f"{name}: option {key!r} must be {' or '.join(words)}, got {options[key]!r}"
+        for key, words in bad.items()
+    ]
+    return "; ".join(lines)
 
 
 def make_task(name: str, **options: Any) -> Task:
     """Build the task called ``name``; every option is checked, and a bad one is a UsageError."""
-    cls = _task_class(name)
-    accepted = task_options(name)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise UsageError(
-            f"task {name!r} has no option(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
-        )
-    missing = [k for k, v in accepted.items() if v is inspect.Parameter.empty and k not in options]
-    if missing:
-        raise UsageError(f"task {name!r} needs option(s): {', '.join(missing)}")
-    return cls(**options)
+    if not isinstance(name, str) or name not in TASKS:
+        raise UsageError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)}")
+    try:
+        validated: TaskOptions = TASK_OPTIONS[name].model_validate(options)
+    except ValidationError as exc:
+        raise UsageError(_problems(name, options, exc)) from None
+    module, cls = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(validated)

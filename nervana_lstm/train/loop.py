@@ -18,7 +18,6 @@ writes in :mod:`~nervana_lstm.train.report`.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time
@@ -30,8 +29,8 @@ from rich.console import Console
 from torch import nn
 
 from nervana_lstm.choices import TRAIN_BACKENDS
-from nervana_lstm.config import RunConfig, config_from_dict
-from nervana_lstm.data import Batch, Task, TaskSpec, make_task, task_options
+from nervana_lstm.config import RunConfig, resolve_config
+from nervana_lstm.data import Batch, Task, TaskSpec, make_task
 from nervana_lstm.errors import UsageError
 from nervana_lstm.train import accel, checkpoint, report
 from nervana_lstm.train.autotune import build_for, measure_backend
@@ -64,21 +63,6 @@ class RunResult:
 
 
 # ----------------------------------------------------------------- small helpers
-
-
-def resolve_config(cfg: RunConfig) -> RunConfig:
-    """Fill in every task option's default (and its seed from ``train.seed``) so the
-    saved config rebuilds the run by itself."""
-    options = dict(cfg.task.options)
-    accepted = task_options(cfg.task.name)
-    if "seed" in accepted and "seed" not in options:
-        options["seed"] = cfg.train.seed
-    for name, default in accepted.items():
-        if name not in options and default is not inspect.Parameter.empty:
-            options[name] = default
-    data = cfg.to_dict()
-    data["task"]["options"] = options
-    return config_from_dict(data, "resolved config")
 
 
 def _threads(cfg: RunConfig, ctx: DistContext) -> int:
