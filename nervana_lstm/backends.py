@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from types import ModuleType
 
+from nervana_lstm.choices import TRAIN_BACKENDS
 from nervana_lstm.errors import BackendUnavailable, UsageError
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 #: Accelerators a user can name (``--accel``, ``--impls``, ``info``).
-BACKENDS: tuple[str, ...] = ("ipex", "onednn", "reference", "openvino")
+BACKENDS: tuple[str, ...] = (*TRAIN_BACKENDS, "openvino")
 
 #: IPEX major.minor -> the torch major.minor its binary was built against.
 #: IPEX releases have always paired with the torch release of the same number.

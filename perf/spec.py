@@ -24,14 +24,12 @@ __all__ = [
     "Spec",
     "Unavailable",
     "Variant",
-    "autocast_for",
     "check_torch_dtype",
     "make_inputs",
     "make_net",
     "quiet_known_warnings",
     "step_output",
     "torch_call",
-    "torch_dtype",
 ]
 
 
@@ -108,25 +106,6 @@ def quiet_known_warnings() -> Iterator[None]:
         yield
 
 
-def torch_dtype(dtype: str) -> Any:
-    """``fp32`` -> ``torch.float32``, ``bf16`` -> ``torch.bfloat16``; ``int8`` is not a torch path."""
-    import torch
-
-    table = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    if dtype not in table:
-        raise ValueError(f"dtype {dtype!r} has no torch dtype here; expected one of {list(table)}")
-    return table[dtype]
-
-
-def autocast_for(dtype: str) -> contextlib.AbstractContextManager[Any]:
-    """``torch.autocast`` to bfloat16 for ``bf16`` (weights stay fp32); nothing for ``fp32``."""
-    import torch
-
-    if dtype == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def make_inputs(spec: Spec) -> Any:
     """The measured input ``x (T, N, I)``, seeded so every implementation sees the same data."""
     import torch
@@ -167,11 +146,13 @@ def torch_call(
     """
     import torch
 
+    from nervana_lstm.precision import autocast
+
     x = make_inputs(spec)
     if spec.mode == "infer":
 
         def infer() -> object:
-            with outer(), torch.no_grad(), autocast_for(spec.dtype):
+            with outer(), torch.no_grad(), autocast(spec.dtype):
                 return forward(x)
 
         return infer
@@ -181,7 +162,7 @@ def torch_call(
     def train() -> object:
         with outer():
             opt.zero_grad(set_to_none=True)
-            with autocast_for(spec.dtype):
+            with autocast(spec.dtype):
                 out = step_output(forward(x))
             loss = out.float().square().mean()
             loss.backward()

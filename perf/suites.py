@@ -37,7 +37,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from nervana_lstm.choices import BENCH_DTYPES, BENCH_IMPLS, MODES, Kind
+from nervana_lstm.choices import BENCH_DTYPES, BENCH_IMPLS, MODES, PRECISIONS, Kind
 from nervana_lstm.errors import UsageError
 
 __all__ = [
@@ -70,11 +70,10 @@ class Defaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    impls: list[str] = Field(
-        default_factory=lambda: ["onednn", "native", "unfused", "premul", "ipex", "openvino"]
-    )
+    # every implementation but ``compiled``, whose first compile takes about a minute
+    impls: list[str] = Field(default_factory=lambda: [i for i in BENCH_IMPLS if i != "compiled"])
     modes: list[str] = Field(default_factory=lambda: list(MODES))
-    dtypes: list[str] = Field(default_factory=lambda: ["fp32", "bf16"])
+    dtypes: list[str] = Field(default_factory=lambda: list(PRECISIONS))  # int8 only when asked
     threads: list[int] = Field(default_factory=lambda: [2])
     warmup: int = Field(2, ge=0)
     repeats: int = Field(7, ge=1)

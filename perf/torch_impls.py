@@ -20,8 +20,9 @@ from nervana_lstm.perf.spec import (
     check_torch_dtype,
     make_net,
     torch_call,
-    torch_dtype,
 )
+
+from nervana_lstm.precision import torch_dtype
 
 __all__ = [
     "build_compiled",

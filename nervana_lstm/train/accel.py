@@ -31,6 +31,7 @@ from torch import nn
 from nervana_lstm import backends
 from nervana_lstm.choices import ACCELS, TRAIN_BACKENDS, CellsImpl, Precision, TrainBackend
 from nervana_lstm.errors import UsageError
+from nervana_lstm.precision import autocast, torch_dtype
 
 __all__ = [
     "TRAIN_BACKENDS",
@@ -91,13 +92,6 @@ def precision_text(precision: Precision) -> str:
     return "bf16 (CPU autocast, fp32 master weights)" if precision == "bf16" else "fp32"
 
 
-def autocast(precision: Precision) -> contextlib.AbstractContextManager[object]:
-    """bf16: CPU autocast (matmuls in bfloat16, weights stay fp32); fp32: nothing."""
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def apply_backend(
     backend: TrainBackend, model: nn.Module, optimizer: torch.optim.Optimizer, precision: Precision
 ) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -107,10 +101,11 @@ def apply_backend(
         # IPEX's LSTM op has no registered autograd kernel; torch warns on every backward
         # although the gradients match nn.LSTM's (measured), so the warning is noise here.
         warnings.filterwarnings("ignore", message=".*an autograd kernel was not registered")
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         model.train()
         with backends.quiet_native_output():
-            model, optimizer = ipex.optimize(model, optimizer=optimizer, dtype=dtype)
+            model, optimizer = ipex.optimize(
+                model, optimizer=optimizer, dtype=torch_dtype(precision)
+            )
     elif backend == "onednn" and not torch.backends.mkldnn.enabled:
         # someone switched oneDNN off in this process; the named backend needs it
         torch.backends.mkldnn.enabled = True
