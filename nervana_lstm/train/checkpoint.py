@@ -385,7 +385,7 @@ def _spec_for(
                 f"{path}: weights do not fit the saved config (expected rnn.weight_ih_l0 and "
                 f"head.weight, found {', '.join(sorted(weights)[:6])})"
             )
-        classify = cfg.task.options.get("target", "classify") == "classify"
+        classify = cfg.task.options["target"] == "classify"
         return TaskSpec(
             name="files", input_kind="features", input_size=int(w_in.shape[1]),
             output_size=int(w_out.shape[0]), target="classify_last" if classify else "regress_last",
