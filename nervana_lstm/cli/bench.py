@@ -61,26 +61,17 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="quick (about a minute on 2 cores), deepbench, or a suite YAML file "
         "(see configs/bench/example.yaml); default: quick",
     )
-    parser.add_argument(
-        "--kinds",
-        default=argparse.SUPPRESS,
-        help=f"comma list of {','.join(KINDS)} (default: the suite's)",
-    )
-    parser.add_argument(
-        "--impls",
-        default=argparse.SUPPRESS,
-        help=f"comma list of {','.join(BENCH_IMPLS)} (default: the suite's)",
-    )
-    parser.add_argument(
-        "--modes",
-        default=argparse.SUPPRESS,
-        help=f"comma list of {','.join(MODES)} (default: the suite's)",
-    )
-    parser.add_argument(
-        "--dtypes",
-        default=argparse.SUPPRESS,
-        help=f"comma list of {','.join(BENCH_DTYPES)} (default: the suite's)",
-    )
+    for option, choices in (
+        ("--kinds", KINDS),
+        ("--impls", BENCH_IMPLS),
+        ("--modes", MODES),
+        ("--dtypes", BENCH_DTYPES),
+    ):
+        parser.add_argument(
+            option,
+            default=argparse.SUPPRESS,
+            help=f"comma list of {','.join(choices)} (default: the suite's)",
+        )
     parser.add_argument(
         "--threads", default=argparse.SUPPRESS, help="comma list of thread counts, e.g. 1,2"
     )
