@@ -24,12 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nervana_lstm.choices import BENCH_IMPLS
 from nervana_lstm.perf.flops import mode_flops
 from nervana_lstm.perf.results import Row
 from nervana_lstm.perf.spec import Spec, Unavailable, quiet_known_warnings
 from nervana_lstm.perf.suites import Suite
-
-from nervana_lstm.choices import BENCH_IMPLS
 
 __all__ = ["EFFICIENCY", "Planned", "Selection", "estimate_call_s", "new_row", "plan", "run_suite"]
 
@@ -301,7 +300,6 @@ def run_suite(
     command line recorded in the document (``None`` when there is none).
     """
     from nervana_lstm.perf.runner import affinity, timer_overhead
-
     from nervana_lstm.platform_info import allocator, collect_info
 
     log = log or _stderr_log

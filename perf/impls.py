@@ -36,12 +36,11 @@ A path that cannot run here raises
 
 from __future__ import annotations
 
+from nervana_lstm.choices import BENCH_IMPLS, BenchImpl
 from nervana_lstm.perf import torch_impls
 from nervana_lstm.perf.openvino_impl import build_openvino
 from nervana_lstm.perf.runner import pinned_threads
 from nervana_lstm.perf.spec import Builder, Spec, Variant
-
-from nervana_lstm.choices import BENCH_IMPLS, BenchImpl
 
 __all__ = ["BUILDERS", "ONEDNN_BACKED", "build"]
 

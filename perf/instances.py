@@ -14,10 +14,9 @@ import queue
 import statistics
 from typing import Any
 
+from nervana_lstm.errors import UsageError
 from nervana_lstm.perf.results import Row
 from nervana_lstm.perf.spec import Spec, Unavailable, quiet_known_warnings
-
-from nervana_lstm.errors import UsageError
 
 __all__ = ["core_sets", "run_instances"]
 

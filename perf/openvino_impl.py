@@ -89,14 +89,13 @@ def build_openvino(spec: Spec) -> Variant:
     if spec.dtype == "int8" and not _has_nncf():
         raise Unavailable("nncf is not installed; int8 needs NNCF's post-training quantization")
 
+    from nervana_lstm.errors import UsageError
     from nervana_lstm.export.convert import (
         compile_rnn,
         precision_supported,
         runtime_layers,
         runtime_summary,
     )
-
-    from nervana_lstm.errors import UsageError
 
     net = make_net(spec, "fused")
     x = make_inputs(spec).numpy()  # (T, N, I)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from nervana_lstm.perf.runner import pinned_threads, time_callable
-
 from nervana_lstm.precision import torch_dtype
 
 __all__ = ["GemmPeak", "measure_gemm_peak"]

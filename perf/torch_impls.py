@@ -21,7 +21,6 @@ from nervana_lstm.perf.spec import (
     make_net,
     torch_call,
 )
-
 from nervana_lstm.precision import torch_dtype
 
 __all__ = [
@@ -83,6 +82,7 @@ def build_premul(spec: Spec) -> Variant:
 
 def build_compiled(spec: Spec) -> Variant:
     import torch
+
     from nervana_lstm.perf.premul import premul_forward
 
     check_torch_dtype(spec)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from nervana_lstm.cells import make_rnn
+from nervana_lstm.errors import UsageError
 from nervana_lstm.export import (
     compile_rnn,
     convert_rnn,
@@ -12,9 +15,6 @@ from nervana_lstm.export import (
     runtime_layers,
     runtime_summary,
 )
-
-from nervana_lstm.cells import make_rnn
-from nervana_lstm.errors import UsageError
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])

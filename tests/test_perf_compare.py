@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from nervana_lstm.perf.compare import compare, load_results, parse_threshold
 
 from nervana_lstm.errors import UsageError
+from nervana_lstm.perf.compare import compare, load_results, parse_threshold
 
 
 def _row(rid: str, ms: float, status: str = "ok") -> dict:

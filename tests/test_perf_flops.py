@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from nervana_lstm.errors import UsageError
 from nervana_lstm.perf.flops import (
     TRAIN_FACTOR,
     deepbench_flops,
@@ -10,8 +12,6 @@ from nervana_lstm.perf.flops import (
     full_flops,
     mode_flops,
 )
-
-from nervana_lstm.errors import UsageError
 
 
 def test_lstm_full_count_is_2_4h_i_plus_h_t_n() -> None:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+
+from nervana_lstm.choices import BENCH_IMPLS
 from nervana_lstm.perf.harness import Selection, run_suite
 from nervana_lstm.perf.impls import BUILDERS, ONEDNN_BACKED, build
 from nervana_lstm.perf.report import write_report
 from nervana_lstm.perf.results import ROW_KEYS
 from nervana_lstm.perf.spec import Spec, quiet_known_warnings
 from nervana_lstm.perf.suites import suite_from_dict
-
-from nervana_lstm.choices import BENCH_IMPLS
 
 #: the repository folders that install under nervana_lstm
 MAPPED = {"perf": "nervana_lstm.perf", "export": "nervana_lstm.export"}

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nervana_lstm.perf.premul import premul_forward, step_function
-from nervana_lstm.perf.spec import Unavailable
 
 from nervana_lstm.cells import STEPS, make_rnn
+from nervana_lstm.perf.premul import premul_forward, step_function
+from nervana_lstm.perf.spec import Unavailable
 
 TOL = 1e-10  # float64
 

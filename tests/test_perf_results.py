@@ -6,6 +6,7 @@ import json
 
 import pytest
 from conftest import REPO
+
 from nervana_lstm.perf.compare import compare, load_results
 from nervana_lstm.perf.harness import Planned, new_row
 from nervana_lstm.perf.results import ROW_KEYS, STATUSES, Row

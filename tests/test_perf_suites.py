@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nervana_lstm.perf.harness import Selection, plan
-from nervana_lstm.perf.suites import load_suite, suite_from_dict
 
 from nervana_lstm.choices import BENCH_IMPLS
 from nervana_lstm.errors import UsageError
+from nervana_lstm.perf.harness import Selection, plan
+from nervana_lstm.perf.suites import load_suite, suite_from_dict
 
 
 @pytest.mark.parametrize("name", ["quick", "deepbench", "configs/bench/example.yaml"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from nervana_lstm.perf.verbose import BEGIN, END, fused_lstm_flag, parse_verbose, split_by_marker
 
 DATA = Path(__file__).parent / "data"

@@ -38,7 +38,15 @@ from nervana_lstm.data.seeding import generator_for
 from nervana_lstm.data.vocab import CharVocab
 from nervana_lstm.errors import UsageError
 
-__all__ = ["CharLMTask"]
+__all__ = ["CharLMTask", "charlm_spec"]
+
+
+def charlm_spec(vocab: CharVocab) -> TaskSpec:
+    """What a character LM over ``vocab`` reads and predicts: token ids in, the next id out."""
+    return TaskSpec(
+        name="charlm", input_kind="tokens", input_size=vocab.size, output_size=vocab.size,
+        target="classify_steps", stateful=True,
+    )  # fmt: skip
 
 
 class CharLMTask:
@@ -66,10 +74,7 @@ class CharLMTask:
         self.vocab = CharVocab.from_text(text[:cut])
         self.train_ids = self.vocab.encode(text[:cut])  # (L,)
         self.eval_ids = self.vocab.encode(text[cut:])  # (M,)
-        self.spec = TaskSpec(
-            name="charlm", input_kind="tokens", input_size=self.vocab.size,
-            output_size=self.vocab.size, target="classify_steps", stateful=True,
-        )  # fmt: skip
+        self.spec = charlm_spec(self.vocab)
 
     def layout(self, batch_size: int) -> tuple[int, int]:
         """(stream length S, chunks per pass C) for a global batch of ``batch_size`` streams."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,16 @@ from nervana_lstm.data.file_formats import read_sequences
 from nervana_lstm.data.seeding import generator_for
 from nervana_lstm.errors import UsageError
 
-__all__ = ["FileTask"]
+__all__ = ["FileTask", "files_spec"]
+
+
+def files_spec(features: int, outputs: int, target: Literal["classify", "regress"]) -> TaskSpec:
+    """What a model of a sequence file reads and predicts: ``features`` per step in, at the
+    last valid step ``outputs`` class scores (classify) or values (regress) out."""
+    return TaskSpec(
+        name="files", input_kind="features", input_size=features, output_size=outputs,
+        target="classify_last" if target == "classify" else "regress_last",
+    )  # fmt: skip
 
 
 class FileTask:
@@ -58,21 +68,18 @@ class FileTask:
             self.classes: list[object] | None = sorted(set(data.labels))
             ids = {c: i for i, c in enumerate(self.classes)}
             self.y = torch.tensor([ids[v] for v in data.labels], dtype=torch.int64)  # (n,)
-            out, kind = len(self.classes), "classify_last"
+            out = len(self.classes)
         else:
             self.classes = None
             self.y = data.values  # (n, O)
-            out, kind = self.y.shape[1], "regress_last"
+            out = self.y.shape[1]
         perm = torch.randperm(n, generator=generator_for(self.seed, "files/split"))
         self.eval_index = perm[:n_eval].sort().values
         self.train_index = perm[n_eval:].sort().values
         self.buckets = LengthBuckets(
             self.lengths[self.train_index], self.seed, options.pool_batches
         )
-        self.spec = TaskSpec(
-            name="files", input_kind="features", input_size=len(self.feature_names),
-            output_size=out, target=kind,
-        )  # fmt: skip
+        self.spec = files_spec(len(self.feature_names), out, self.target)
 
     def _batch(self, index: torch.Tensor, steps: int | None = None) -> Batch:
         x = pad_sequences([self.seqs[i] for i in index.tolist()], steps)  # (T, N, F)

@@ -56,9 +56,8 @@ def _problems(name: str, options: dict[str, Any], exc: ValidationError) -> str:
             missing.append(key)
         else:  # a union reports once per member: "a string or a list"
             words = _MUST_BE.get(err["type"])
-            bad.setdefault(key, {})[words.format(**err.get("ctx", {})) if words else err["msg"]] = (
-                None
-            )
+            text = words.format(**err.get("ctx", {})) if words else err["msg"]
+            bad.setdefault(key, {})[text] = None  # a dict keeps the order and drops repeats
     lines = []
     if unknown:
         accepted = ", ".join(TASK_OPTIONS[name].model_fields)

@@ -46,6 +46,8 @@ from nervana_lstm.atomic import atomic_path
 from nervana_lstm.choices import CellsImpl
 from nervana_lstm.config import RunConfig, config_from_dict
 from nervana_lstm.data import TaskSpec, make_task, shard_slice
+from nervana_lstm.data.charlm import charlm_spec
+from nervana_lstm.data.files import files_spec
 from nervana_lstm.data.vocab import CharVocab
 from nervana_lstm.errors import UsageError
 from nervana_lstm.models import SequenceModel, build_model
@@ -374,10 +376,7 @@ def _spec_for(
     """The task spec a saved model was built for."""
     name = cfg.task.name
     if vocab is not None:
-        return TaskSpec(
-            name="charlm", input_kind="tokens", input_size=vocab.size, output_size=vocab.size,
-            target="classify_steps", stateful=True,
-        )  # fmt: skip
+        return charlm_spec(vocab)
     if name == "files":  # the sizes come from the user's file, which may be gone: read the weights
         w_in, w_out = weights.get("rnn.weight_ih_l0"), weights.get("head.weight")
         if w_in is None or w_out is None:
@@ -385,9 +384,5 @@ def _spec_for(
                 f"{path}: weights do not fit the saved config (expected rnn.weight_ih_l0 and "
                 f"head.weight, found {', '.join(sorted(weights)[:6])})"
             )
-        classify = cfg.task.options["target"] == "classify"
-        return TaskSpec(
-            name="files", input_kind="features", input_size=int(w_in.shape[1]),
-            output_size=int(w_out.shape[0]), target="classify_last" if classify else "regress_last",
-        )  # fmt: skip
+        return files_spec(int(w_in.shape[1]), int(w_out.shape[0]), cfg.task.options["target"])
     return make_task(name, **cfg.task.options).spec  # synthetic: its data is drawn lazily
