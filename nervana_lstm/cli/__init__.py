@@ -27,13 +27,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "params": ("params", "parameter counts of RNN, LSTM, GRU and DG-LSTM for given sizes"),
     "train": ("train", "train a model from a YAML config"),
     "sample": ("sample", "generate text from a character-LM checkpoint"),
+    "export": ("export", "export a trained model to OpenVINO IR, checked against PyTorch"),
     "bench": ("bench", "benchmark fused oneDNN RNN primitives against unfused versions"),
 }
 
 EXIT_USAGE = 2
 
 #: Commands that run recurrent kernels; they refuse CPUs the kernels do not target.
-COMPUTE_COMMANDS = frozenset({"train", "sample", "bench"})
+COMPUTE_COMMANDS = frozenset({"train", "sample", "export", "bench"})
 
 
 def build_parser() -> argparse.ArgumentParser:
