@@ -147,6 +147,34 @@ def _numpy_weights(trained: Trained) -> dict[str, np.ndarray]:
     return {k: v.detach().float().cpu().numpy() for k, v in trained.model.state_dict().items()}
 
 
+def _file_labels(trained: Trained, notes: list[str]) -> tuple[list[Any] | None, list[str] | None]:
+    """The class labels and feature names of a ``files`` model, read from its data file.
+
+    The checkpoint holds the sizes, not the names; the data file gives them when it
+    is still there and still has the model's feature and class counts.
+    """
+    cfg = trained.config
+    if cfg.task.name != "files":
+        return None, None
+    from nervana_lstm.data import make_task
+
+    try:
+        task = make_task("files", **cfg.task.options)
+    except UsageError as exc:
+        notes.append(f"class labels and feature names unknown ({exc}); outputs are class ids")
+        return None, None
+    if task.spec != trained.spec:
+        notes.append(
+            f"{cfg.task.options['path']} no longer fits the model (it has "
+            f"{task.spec.input_size} features and {task.spec.output_size} outputs); class "
+            "labels and feature names were not taken from it"
+        )
+        return None, None
+    classes = getattr(task, "classes", None)
+    labels = None if classes is None else [c if isinstance(c, int) else str(c) for c in classes]
+    return labels, list(task.feature_names)
+
+
 def _versions() -> dict[str, str | None]:
     from nervana_lstm import __version__
     from nervana_lstm.backends import dist_version
@@ -297,6 +325,12 @@ def export_model(
     say(f"  graph: {', '.join(f'{v} {k}' for k, v in sorted(ops_seen.items()))}")
     inputs, outputs = _tensor_infos(spec, model)
     notes: list[str] = []
+    classes, feature_names = _file_labels(trained, notes)
+    if spec.lengths and spec.kind != "dglstm" and has_cell_state(spec.kind):
+        notes.append(
+            "no c_n output: the CPU plugin runs a sequence op over all padded steps, so each "
+            "sequence's last state is read from the per-step outputs, which hold h but not c"
+        )
     quantization = None
     if stateful:
         from openvino._offline_transformations import apply_make_stateful_transformation
@@ -327,6 +361,8 @@ def export_model(
         outputs=outputs,
         embedding_dim=trained.config.model.embedding_dim if spec.input_kind == "tokens" else None,
         vocab=list(trained.vocab.chars) if trained.vocab is not None else None,
+        classes=classes,
+        feature_names=feature_names,
         task_options=dict(trained.config.task.options),
         versions=_versions(),
         source={

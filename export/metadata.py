@@ -75,7 +75,7 @@ class ExportMeta:
     layout: str = "batch_first"
     embedding_dim: int | None = None
     vocab: list[str] | None = None  # charlm: characters in id order; id len(vocab) = unknown
-    classes: list[str] | None = None  # classification labels in id order, when known
+    classes: list[Any] | None = None  # classification labels (text or int) in id order, if known
     feature_names: list[str] | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
     metric: str | None = None  # the task's headline figure (bpc, mse, accuracy, ce)

@@ -70,6 +70,11 @@ if [ -L "$link" ] || [ "$(cat "$own_marker" 2>/dev/null)" != "$venv" ]; then
   echo "import site; site.addsitedir('$base_site')" >"$own_site/_nervana_lstm_stack.pth"
   echo "$venv" >"$own_marker"
 fi
+# OpenVINO's command-line tools (benchmark_app, ovc) come with its wheel; reach them
+# from the checkout's environment too
+for tool in benchmark_app ovc; do
+  if [ -x "$venv/bin/$tool" ]; then ln -sf "$venv/bin/$tool" "$link/bin/$tool"; fi
+done
 # an editable install left in the shared environment would shadow other clones
 if [ -n "$(ls "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     | grep -i '^nervana_lstm.*dist-info$' || true)" ]; then
