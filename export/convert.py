@@ -10,8 +10,7 @@ from torch's i,f,g,o / r,z,n to OpenVINO's f,i,c,o / z,r,h in
 :func:`~nervana_lstm.export.graph.ov_gate_order`); the toolkit's fused DG-LSTM,
 which has no sequence op, becomes a ``TensorIterator`` per layer (one layer alone
 has no lower cell: it is an LSTM and becomes an ``LSTMSequence``). Steps and
-batch stay dynamic either way. Two facts
-shape the rest of this module:
+batch stay dynamic either way. Two facts shape the rest of this module:
 
 * The CPU plugin runs **bf16 by default** on CPUs with AVX512_BF16 or AMX, so a
   caller that wants fp32 numbers must say so: :func:`compile_rnn` always sets
