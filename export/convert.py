@@ -1,8 +1,16 @@
 """Convert a fused torch RNN module to an OpenVINO model; compile it with a pinned precision.
 
-``ov.convert_model`` turns ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` into
-``LSTMSequence`` / ``GRUSequence`` / ``RNNSequence`` and reorders the gates
-itself (torch i,f,g,o -> OpenVINO f,i,c,o). Two facts shape this module:
+:func:`convert_rnn` reads the module's weights (torch.nn's names,
+``weight_ih_l{k}`` ...) and builds the graph from them with OpenVINO's opset
+API through :func:`nervana_lstm.export.graph.build_stack_model`, the same
+builder that exports a whole trained model; nothing is traced. ``nn.LSTM`` /
+``nn.GRU`` / ``nn.RNN`` and the toolkit's fused rnn/lstm/gru become one
+``LSTMSequence`` / ``GRUSequence`` / ``RNNSequence`` per layer (gates reordered
+from torch's i,f,g,o / r,z,n to OpenVINO's f,i,c,o / z,r,h in
+:func:`~nervana_lstm.export.graph.ov_gate_order`); the toolkit's fused DG-LSTM,
+which has no sequence op, becomes a ``TensorIterator`` per layer (one layer alone
+has no lower cell: it is an LSTM and becomes an ``LSTMSequence``). Steps and
+batch stay dynamic either way. Two facts shape the rest of this module:
 
 * The CPU plugin runs **bf16 by default** on CPUs with AVX512_BF16 or AMX, so a
   caller that wants fp32 numbers must say so: :func:`compile_rnn` always sets
@@ -13,17 +21,18 @@ itself (torch i,f,g,o -> OpenVINO f,i,c,o). Two facts shape this module:
 
 Tensors are named ``x`` (input, ``(T, N, F)`` or ``(N, T, F)`` with
 ``batch_first``), optionally ``h_0`` (+ ``c_0``), ``y`` (per-step output) and
-``h_n`` (+ ``c_n`` for LSTMs).
+``h_n`` (+ ``c_n`` for LSTMs and DG-LSTMs); states are ``(L*D, N, H)`` as in torch.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
+from nervana_lstm.choices import gate_count
 from nervana_lstm.errors import UsageError
 
 if TYPE_CHECKING:  # imported lazily at run time
+    import numpy as np
     import openvino as ov
     import torch
 
@@ -39,32 +48,70 @@ __all__ = [
 #: precision name -> the ``INFERENCE_PRECISION_HINT`` value the CPU plugin takes
 PRECISIONS: dict[str, str] = {"f32": "f32", "bf16": "bf16"}
 
+#: ``torch.nn.RNNBase.mode`` -> kind
+_TORCH_MODES: dict[str, str] = {"RNN_TANH": "rnn", "LSTM": "lstm", "GRU": "gru"}
 
-def _flat_outputs_module(
-    module: torch.nn.Module, with_state: bool, transpose: bool = False
-) -> torch.nn.Module:
-    """Wrap ``module`` so it returns a flat tuple ``(y, h_n[, c_n])`` for tracing.
 
-    With ``with_state`` the wrapper also takes the initial state as plain tensors:
-    ``(x, h_0)`` or, for an LSTM, ``(x, h_0, c_0)``. With ``transpose`` it swaps the
-    first two axes of ``x`` and ``y``, for a caller whose layout differs from the module's.
+def _describe(module: torch.nn.Module) -> tuple[str, torch.nn.Module]:
+    """``(kind, weight holder)`` of a module convert_rnn takes; UsageError for any other.
+
+    The weight holder is the module whose ``state_dict`` carries torch.nn's names:
+    a ``torch.nn`` RNN itself, or the toolkit module (whose state_dict drops the
+    ``module.`` prefix of the torch module it wraps).
     """
     import torch
 
-    class FlatOutputs(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
+    from nervana_lstm.cells.base import ReferenceStack
 
-        def forward(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            init = None if not with_state else (state[0] if len(state) == 1 else state)
-            out, final = self.inner(x.transpose(0, 1) if transpose else x, init)
-            out = out.transpose(0, 1) if transpose else out
-            if isinstance(final, tuple):  # LSTM: (h_n, c_n)
-                return (out, *final)
-            return out, final
+    name = type(module).__name__
+    inner = getattr(module, "module", module)
+    if isinstance(inner, torch.nn.RNNBase):
+        if inner.mode not in _TORCH_MODES:
+            raise UsageError(
+                f"convert_rnn converts tanh RNNs, LSTMs and GRUs; {name} has mode {inner.mode!r} "
+                "(OpenVINO's RNNSequence is built here with tanh only)"
+            )
+        if getattr(inner, "proj_size", 0):
+            raise UsageError(
+                f"convert_rnn converts LSTMs without projection; {name} has "
+                f"proj_size={inner.proj_size} (LSTMSequence has no projection), expected 0"
+            )
+        return _TORCH_MODES[inner.mode], module
+    if isinstance(module, ReferenceStack):
+        if module.impl != "fused":
+            # both implementations hold the same weights; the fused one is what the
+            # bench's openvino rows stand for, and the one this function documents
+            raise UsageError(
+                f"convert_rnn converts fused modules; {name} is the reference implementation "
+                "(it steps through time in Python, one matmul per gate): load its state_dict "
+                f"into make_rnn({module.kind!r}, 'fused', ...) and convert that"
+            )
+        return module.kind, module
+    raise UsageError(
+        "convert_rnn converts fused torch.nn.LSTM/GRU/RNN modules, a toolkit module wrapping "
+        f"one as .module, or make_rnn('dglstm', 'fused', ...); got {name}"
+    )
 
-    return FlatOutputs(module)
+
+def _weights(
+    holder: torch.nn.Module, kind: str, layers: int, directions: int, hidden: int
+) -> dict[str, np.ndarray]:
+    """The module's weights as float32 arrays under torch.nn's names; zero biases if it has none."""
+    import numpy as np
+    import torch
+
+    weights = {
+        name: t.detach().to(device="cpu", dtype=torch.float32).numpy()
+        for name, t in holder.state_dict().items()
+    }
+    rows = gate_count(kind) * hidden
+    for k in range(layers):
+        for sfx in ("", "_reverse")[:directions]:
+            for name in (f"bias_ih_l{k}{sfx}", f"bias_hh_l{k}{sfx}"):
+                weights.setdefault(name, np.zeros(rows, np.float32))
+        if kind == "dglstm" and k > 0:
+            weights.setdefault(f"bias_d_l{k}", np.zeros(hidden, np.float32))
+    return weights
 
 
 def convert_rnn(
@@ -73,76 +120,61 @@ def convert_rnn(
     *,
     batch_first: bool | None = None,
     with_state: bool = False,
-    example_steps: int = 3,
-    example_batch: int = 2,
 ) -> ov.Model:
-    """Convert a fused recurrent module ``forward(x[, state]) -> (y, state)`` to an ``ov.Model``.
+    """Build an ``ov.Model`` computing ``forward(x[, state]) -> (y, state)`` of a fused module.
 
     Args:
-        module: an ``nn.LSTM``/``nn.GRU``/``nn.RNN``, or a toolkit module built by
-            ``make_rnn(kind, "fused", ...)`` for rnn/lstm/gru (its inner ``.module`` is
-            converted, so the result holds a single ``*Sequence`` op). The module is put
-            in eval mode.
-        input_size: features per step; read from the module when omitted.
-        batch_first: layout of ``x``; read from the module when omitted (for a toolkit
-            module, its own ``batch_first``: the wrapped torch module is time-major).
-        with_state: add the initial state as inputs ``h_0`` (and ``c_0`` for an LSTM),
-            each ``[L*D, -1, H]``; without it the state starts at zero inside the model.
-        example_steps, example_batch: size of the example used for tracing.
+        module: an ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (tanh, no projection), or a toolkit
+            module built by ``make_rnn(kind, "fused", ...)`` for any kind. It is read,
+            not changed; dropout does not apply (inference).
+        input_size: features per step; read from the module when omitted, and must
+            match it when given.
+        batch_first: layout of ``x`` and ``y``; read from the module when omitted (for a
+            toolkit module, its own ``batch_first``: the wrapped torch module is
+            time-major).
+        with_state: add the initial state as inputs ``h_0`` (and ``c_0`` for an LSTM or
+            DG-LSTM), each ``[L*D, -1, H]``; without it the state starts at zero inside
+            the model.
 
     Returns:
         A model with input ``x`` of shape ``[-1, -1, F]`` (steps and batch dynamic)
-        (+ ``h_0``/``c_0``) and outputs ``y``, ``h_n`` and, for an LSTM, ``c_n``.
+        (+ ``h_0``/``c_0``) and outputs ``y`` (``[-1, -1, D*H]``, same layout as ``x``),
+        ``h_n`` and, for an LSTM or DG-LSTM, ``c_n`` (each ``[L*D, -1, H]``). rnn, lstm
+        and gru hold one ``*Sequence`` op per layer.
 
     Raises:
-        UsageError: the module is not a fused torch RNN, or conversion fails.
+        UsageError: the module is not one of the above, or ``input_size`` does not match.
     """
-    import openvino as ov
-    import torch
+    from nervana_lstm.export.graph import GraphSpec, build_stack_model
 
+    kind, holder = _describe(module)
     inner = getattr(module, "module", module)
-    if not isinstance(inner, torch.nn.RNNBase):
-        # tracing a Python loop over time would unroll it to the example's length and
-        # give a model that is silently wrong for any other sequence length
+    size = int(inner.input_size)
+    if input_size is not None and int(input_size) != size:
         raise UsageError(
-            f"convert_rnn converts fused torch.nn.LSTM/GRU/RNN modules (or a toolkit module "
-            f"wrapping one as .module); {type(module).__name__} steps through time in Python"
+            f"convert_rnn: the module reads {size} features per step; input_size={input_size} "
+            "was given"
         )
-    size = int(input_size if input_size is not None else inner.input_size)
     # a toolkit wrapper holds a time-major torch module and transposes itself
     first = bool(
         batch_first
         if batch_first is not None
         else getattr(module, "batch_first", inner.batch_first)
     )
-    inner = inner.eval()
-    dims = (example_batch, example_steps) if first else (example_steps, example_batch)
-    examples = [torch.zeros(*dims, size)]
-    shapes = [ov.PartialShape([-1, -1, size])]
-    names = ["x"]
-    if with_state:
-        rows = inner.num_layers * (2 if inner.bidirectional else 1)
-        state_names = ["h_0", "c_0"] if isinstance(inner, torch.nn.LSTM) else ["h_0"]
-        for name in state_names:
-            examples.append(torch.zeros(rows, example_batch, inner.hidden_size))
-            shapes.append(ov.PartialShape([rows, -1, inner.hidden_size]))
-            names.append(name)
-    try:
-        # torch.nn's size checks warn when traced; the example sizes are not baked in
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            model = ov.convert_model(
-                _flat_outputs_module(inner, with_state, first != bool(inner.batch_first)),
-                example_input=tuple(examples) if with_state else examples[0],
-                input=shapes,
-            )
-    except Exception as exc:  # conversion errors come from several frontends
-        raise UsageError(f"OpenVINO could not convert {type(inner).__name__}: {exc}") from exc
-    for port, name in zip(model.inputs, names, strict=True):
-        port.get_tensor().set_names({name})
-    for port, name in zip(model.outputs, ["y", "h_n", "c_n"], strict=False):
-        port.get_tensor().set_names({name})
-    return model
+    directions = 2 if inner.bidirectional else 1
+    spec = GraphSpec(
+        kind=kind,
+        input_size=size,
+        hidden_size=int(inner.hidden_size),
+        num_layers=int(inner.num_layers),
+        bidirectional=bool(inner.bidirectional),
+        output_size=directions * int(inner.hidden_size),
+        input_kind="features",
+        per_step=True,
+        state_inputs=with_state,
+    )
+    weights = _weights(holder, kind, spec.num_layers, directions, spec.hidden_size)
+    return build_stack_model(weights, spec, batch_first=first, torch_states=True)
 
 
 def precision_supported(precision: str, core: ov.Core | None = None) -> tuple[bool, str | None]:

@@ -46,6 +46,7 @@ __all__ = [
     "GraphSpec",
     "build_model",
     "build_stack",
+    "build_stack_model",
     "ov_gate_order",
     "sequence_op_counts",
 ]
@@ -472,6 +473,78 @@ def build_model(weights: Mapping[str, np.ndarray], spec: GraphSpec) -> ov.Model:
     for p in params:
         p.output(0).get_tensor().set_names({p.get_friendly_name()})
     return ov.Model([_port(n) for n in outputs], params, f"nervana_lstm_{spec.kind}")
+
+
+def build_stack_model(
+    weights: Mapping[str, np.ndarray],
+    spec: GraphSpec,
+    *,
+    prefix: str = "",
+    batch_first: bool = True,
+    torch_states: bool = False,
+) -> ov.Model:
+    """The recurrent stack alone as a model: per-step outputs ``y`` and the final states.
+
+    The same layers as :func:`build_model` (one sequence op per rnn/lstm/gru
+    layer, a ``TensorIterator`` per DG-LSTM layer above the first), without
+    embedding or head. ``weights`` maps ``{prefix}weight_ih_l{k}`` ... (torch.nn's
+    names) to float arrays. Of ``spec`` it reads ``kind``, the sizes,
+    ``bidirectional``, ``lengths``, ``state_inputs`` and ``batch``; ``output_size``,
+    ``input_kind`` and ``per_step`` do not apply to a bare stack.
+
+    Tensors, batch first as in :func:`build_model`; ``batch_first=False`` swaps the
+    first two axes of ``x`` and ``y`` (torch's time-major layout), ``torch_states``
+    those of the states (torch's ``(L*D, N, H)``, whatever the layout of ``x``)::
+
+        x                  (N, T, I) float32
+        lengths            (N,) int64                  with spec.lengths
+        h_0, c_0           (N, L*D, H)                 with spec.state_inputs (c_0: lstm, dglstm)
+        y                  (N, T, D*H)                 every step's output of the top layer
+        h_n, c_n           (N, L*D, H)                 c_n: lstm and dglstm
+
+    With ``lengths``, a stack of sequence ops has no ``c_n`` (see
+    :func:`build_stack`); a DG-LSTM stack of two or more layers keeps it.
+    """
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    if spec.kind not in SEQUENCE_OPS:
+        raise UsageError(
+            f"cannot export kind {spec.kind!r}; expected one of {', '.join(SEQUENCE_OPS)}"
+        )
+    batch = -1 if spec.batch is None else spec.batch
+    rows = spec.num_layers * spec.directions
+    swap = _const(ops, [1, 0, 2])  # (N, T, *) <-> (T, N, *), (N, L*D, H) <-> (L*D, N, H)
+    x_dims = [batch, -1] if batch_first else [-1, batch]
+    state_dims = [rows, batch] if torch_states else [batch, rows]
+    x = ops.parameter([*x_dims, spec.input_size], np.float32, name="x")
+    params = [x]
+    lengths = None
+    if spec.lengths:
+        lengths = ops.parameter([batch], np.int64, name="lengths")
+        params.append(lengths)
+    init = None
+    if spec.state_inputs:
+        states = [
+            ops.parameter([*state_dims, spec.hidden_size], np.float32, name=f"{s}_0")
+            for s in spec.state_names
+        ]
+        params += states
+        init = [ops.transpose(s, swap) for s in states] if torch_states else states
+    y, finals = build_stack(
+        ops, weights, prefix, spec, x if batch_first else ops.transpose(x, swap), init, lengths
+    )
+    if not batch_first:
+        y = ops.transpose(y, swap)
+    if torch_states:
+        finals = [ops.transpose(s, swap) for s in finals]
+    outputs = [y, *finals]
+    names = ["y", *(f"{s}_n" for s in spec.state_names[: len(finals)])]
+    for node, name in zip(outputs, names, strict=True):
+        _port(node).get_tensor().set_names({name})
+    for p in params:
+        p.output(0).get_tensor().set_names({p.get_friendly_name()})
+    return ov.Model([_port(n) for n in outputs], params, f"nervana_lstm_{spec.kind}_stack")
 
 
 def sequence_op_counts(model: ov.Model) -> dict[str, int]:

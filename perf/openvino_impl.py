@@ -1,12 +1,14 @@
 """The ``openvino`` implementation: the fused module converted, compiled and timed.
 
-``fp32`` and ``bf16`` compile the converted model with ``INFERENCE_PRECISION_HINT``
-pinned to ``f32``/``bf16``. ``int8`` first runs NNCF's post-training
-quantization (``nncf.quantize``) on random calibration inputs, then compiles
-with the hint pinned to ``f32`` so only what NNCF quantized runs in 8 bits.
-The compiled model's runtime graph is the proof of what ran: each row records
-the precision of the ``RNNSeq`` layer (the CPU plugin's name for
-LSTM/GRU/RNNSequence).
+The module is converted by :func:`nervana_lstm.export.convert_rnn`, which builds
+the graph from its weights (one ``*Sequence`` op per rnn/lstm/gru layer, a
+``TensorIterator`` per layer of a DG-LSTM stack). ``fp32`` and ``bf16`` compile it
+with ``INFERENCE_PRECISION_HINT`` pinned to ``f32``/``bf16``. ``int8`` first runs
+NNCF's post-training quantization (``nncf.quantize``) on random calibration
+inputs, then compiles with the hint pinned to ``f32`` so only what NNCF
+quantized runs in 8 bits. The compiled model's runtime graph is the proof of
+what ran: each row records the precision of the recurrent layers, ``RNNSeq``
+(the CPU plugin's name for LSTM/GRU/RNNSequence) or ``TensorIterator``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ GRU_INT8_REASON = (
     "PyTorch GRU converts to; int8 GRU is not supported"
 )
 _PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
-_SEQ_LAYER = "RNNSeq"
+#: the CPU plugin's names of the layers that run the recurrence
+_SEQ_LAYERS = ("RNNSeq", "TensorIterator")
 #: largest |OpenVINO - torch fp32| output difference accepted before timing
 _TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2, "int8": 1e-1}
 
@@ -33,7 +36,7 @@ def _max_error(net: Any, x: Any, feed: dict[str, Any], request: Any) -> float:
     import torch
 
     with torch.no_grad():
-        ref = net(torch.from_numpy(x))[0].numpy()  # (T, N, H)
+        ref = net(torch.from_numpy(x))[0].numpy()  # (T, N, D*H)
     got = request.infer(feed)["y"]
     return float(np.abs(np.asarray(got) - ref).max())
 
@@ -120,7 +123,15 @@ def build_openvino(spec: Spec) -> Variant:
         for name, (rows, hidden) in _state_inputs(model).items():
             feed[name] = np.zeros((rows, spec.batch, hidden), np.float32)
         with quiet_native_output():
-            model = _quantize(model, x)
+            try:
+                model = _quantize(model, x)
+            except Exception as exc:  # NNCF raises its own types, not UsageError
+                if spec.kind != "dglstm":
+                    raise
+                raise Unavailable(
+                    f"NNCF could not quantize the DG-LSTM graph (a TensorIterator per "
+                    f"layer): {type(exc).__name__}: {exc}"
+                ) from exc
         notes.append(
             "int8 by nncf.quantize (2 random calibration batches, states ~ U(-1,1)); "
             "hint pinned to f32"
@@ -131,19 +142,13 @@ def build_openvino(spec: Spec) -> Variant:
     build_s = time.perf_counter() - t0
     request = compiled.create_infer_request()
     summary = runtime_summary(compiled, skip=("Const",))
-    seq_precision = ",".join(
-        sorted(
-            {
-                row["runtimePrecision"]
-                for row in runtime_layers(compiled)
-                if row["layerType"] == _SEQ_LAYER
-            }
-        )
-    )
+    seq_rows = [row for row in runtime_layers(compiled) if row["layerType"] in _SEQ_LAYERS]
+    seq_layer = "/".join(sorted({row["layerType"] for row in seq_rows})) or "recurrence"
+    seq_precision = ",".join(sorted({row["runtimePrecision"] for row in seq_rows}))
     if spec.dtype == "int8" and not any(p in seq_precision for p in ("u8", "i8")):
         raise Unavailable(
             f"NNCF left the {spec.kind.upper()} sequence op unquantized "
-            f"(it ran in {seq_precision or 'no RNNSeq layer'})"
+            f"(it ran in {seq_precision or 'no ' + ' or '.join(_SEQ_LAYERS) + ' layer'})"
         )
 
     error = _max_error(net, x, feed, request)
@@ -158,11 +163,12 @@ def build_openvino(spec: Spec) -> Variant:
 
     proof = {
         "layers": summary,
+        "sequence_layer": seq_layer,
         "sequence_precision": seq_precision,
         "precision_hint": precision,
         "max_abs_error_vs_torch": error,
     }
-    backend = f"OpenVINO {_SEQ_LAYER} in {seq_precision or '?'}"
+    backend = f"OpenVINO {seq_layer} in {seq_precision or '?'}"
     return Variant(spec, call, backend, build_s=build_s, proof=proof, notes=notes)
 
 

@@ -35,7 +35,7 @@
       proof         {"onednn": {onednn_version, isa, runtime, primitives: [{primitive, impl,
                     prop_kind, count}], rnn: ["brgemm:avx512_core forward_inference", ...]},
                     "onednn_flag": str, "openvino": {layers: {layerType: precision},
-                    sequence_precision, precision_hint}}
+                    sequence_layer, sequence_precision, precision_hint}}
       instances     null, or {count, cores, medians_ms, sum_gflops, sum_seq_per_s}
 
 All files are rendered into a temporary folder and moved into place together,
@@ -81,7 +81,8 @@ def _ran(row: dict[str, Any]) -> str:
     if onednn is not None:
         parts.append("; ".join(f"rnn {r}" for r in onednn["rnn"]) or "no rnn primitive")
     if "openvino" in proof:
-        parts.append(f"RNNSeq {proof['openvino']['sequence_precision']}")
+        ov = proof["openvino"]
+        parts.append(f"{ov.get('sequence_layer', 'RNNSeq')} {ov['sequence_precision']}")
     if proof.get("onednn_flag"):
         parts.append("**FLAG**")
     if proof.get("onednn_error"):

@@ -75,3 +75,126 @@ def test_batch_first_module_keeps_its_layout(with_state: bool) -> None:
     np.testing.assert_allclose(got["y"], y.numpy(), atol=1e-5)
     np.testing.assert_allclose(got["h_n"], h.numpy(), atol=1e-5)
     np.testing.assert_allclose(got["c_n"], c.numpy(), atol=1e-5)
+
+
+# ---------------------------------------------------------------- built from the weights
+
+
+def _state(kind: str, rows: int, batch: int, hidden: int) -> tuple[torch.Tensor, ...]:
+    n = 2 if kind in ("lstm", "dglstm") else 1
+    return tuple(torch.randn(rows, batch, hidden) for _ in range(n))
+
+
+def _check_against_torch(
+    net: torch.nn.Module,
+    kind: str,
+    batch_first: bool,
+    with_state: bool,
+    rows: int,
+    hidden: int,
+    features: int,
+) -> None:
+    """convert_rnn(net) at f32 against net on two (steps, batch) sizes, to 1e-5."""
+    compiled = compile_rnn(convert_rnn(net, with_state=with_state), "f32", threads=1)
+    for steps, batch in ((1, 1), (6, 3)):
+        x = (
+            torch.randn(batch, steps, features)
+            if batch_first
+            else torch.randn(steps, batch, features)
+        )
+        state = _state(kind, rows, batch, hidden)
+        init = (state if len(state) == 2 else state[0]) if with_state else None
+        with torch.no_grad():
+            y, final = net(x, init)
+        final = final if isinstance(final, tuple) else (final,)
+        feed = {"x": x.numpy()}
+        if with_state:
+            feed.update({f"{s}_0": t.numpy() for s, t in zip("hc", state, strict=False)})
+        got = compiled(feed)
+        np.testing.assert_allclose(got["y"], y.numpy(), atol=1e-5, rtol=0)
+        assert [o.get_any_name() for o in compiled.outputs] == ["y", "h_n", "c_n"][: 1 + len(final)]
+        for name, ref in zip(("h_n", "c_n"), final, strict=False):
+            np.testing.assert_allclose(got[name], ref.numpy(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_one_sequence_op_per_layer(kind: str, bidirectional: bool) -> None:
+    from nervana_lstm.export.graph import SEQUENCE_OPS, sequence_op_counts
+
+    net = make_rnn(kind, "fused", 5, 6, num_layers=3, bidirectional=bidirectional)
+    counts = sequence_op_counts(convert_rnn(net, with_state=True))
+    recurrent = {
+        k: v for k, v in counts.items() if k.endswith("Sequence") or k in ("Loop", "TensorIterator")
+    }
+    assert recurrent == {SEQUENCE_OPS[kind]: 3}
+    # a time loop unrolled into per-step ops would show as MatMuls outside any sequence op
+    assert "MatMul" not in counts
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_sequence_kinds_match_torch(
+    kind: str, bidirectional: bool, batch_first: bool, with_state: bool
+) -> None:
+    torch.manual_seed(1)
+    net = make_rnn(
+        kind, "fused", 5, 6, num_layers=2, bidirectional=bidirectional, batch_first=batch_first
+    )
+    rows = 2 * (2 if bidirectional else 1)
+    _check_against_torch(net, kind, batch_first, with_state, rows, 6, 5)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_bare_torch_modules_convert(kind: str, batch_first: bool) -> None:
+    torch.manual_seed(2)
+    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
+    net = cls(4, 7, num_layers=2, bidirectional=True, batch_first=batch_first).eval()
+    _check_against_torch(net, kind, batch_first, True, 4, 7, 4)
+
+
+def test_module_without_bias_converts() -> None:
+    torch.manual_seed(3)
+    net = make_rnn("gru", "fused", 4, 6, num_layers=2, bias=False)
+    _check_against_torch(net, "gru", False, True, 2, 6, 4)
+    net = make_rnn("dglstm", "fused", 4, 6, num_layers=2, bias=False)
+    _check_against_torch(net, "dglstm", False, True, 2, 6, 4)
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_dglstm_matches_the_torch_stack(layers: int, batch_first: bool, with_state: bool) -> None:
+    from nervana_lstm.export.graph import sequence_op_counts
+
+    torch.manual_seed(4)
+    net = make_rnn("dglstm", "fused", 5, 6, num_layers=layers, batch_first=batch_first)
+    counts = sequence_op_counts(convert_rnn(net))
+    # one layer has no lower cell: an LSTM, and so an LSTMSequence
+    expected = {"LSTMSequence": 1} if layers == 1 else {"TensorIterator": layers}
+    assert {k: v for k, v in counts.items() if k in ("LSTMSequence", "TensorIterator")} == expected
+    _check_against_torch(net, "dglstm", batch_first, with_state, layers, 6, 5)
+
+
+def test_refuses_modules_it_cannot_build() -> None:
+    with pytest.raises(UsageError, match="got Linear"):
+        convert_rnn(torch.nn.Linear(3, 4))
+    with pytest.raises(UsageError, match="mode 'RNN_RELU'"):
+        convert_rnn(torch.nn.RNN(3, 4, nonlinearity="relu"))
+    with pytest.raises(UsageError, match="proj_size=2"):
+        convert_rnn(torch.nn.LSTM(3, 4, proj_size=2))
+    with pytest.raises(UsageError, match="reads 3 features per step; input_size=5"):
+        convert_rnn(torch.nn.GRU(3, 4), 5)
+    with pytest.raises(UsageError, match="reference implementation"):
+        convert_rnn(make_rnn("dglstm", "reference", 4, 4, num_layers=2))
+
+
+def test_conversion_leaves_the_module_as_it_was() -> None:
+    net = make_rnn("lstm", "fused", 4, 6, dropout=0.5, num_layers=2).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    convert_rnn(net)
+    assert net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
