@@ -340,6 +340,8 @@ def test_errors(models: dict[str, Path], tmp_path: Path) -> None:
         "infer", files, "--example", "3"
     )
     assert "sampling needs an exported charlm model" in _error("sample", files)
+    checkpoint = str(models["run-charlm"] / "checkpoints" / "best.pt")
+    assert "is a checkpoint" in _error("sample", checkpoint, "--precision", "bf16")
     assert "--chunk expects" in _error(
         "infer", stateful, "--input", "-", "--stream", "--chunk", "0"
     )
@@ -359,3 +361,41 @@ def test_out_is_written_atomically(models: dict[str, Path], tmp_path: Path) -> N
     assert "is a directory" in _error(
         "infer", str(models["files"]), "--input", str(SINES), "--out", str(tmp_path)
     )
+
+
+def test_startup_script_runs(models: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "startup.json"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "nervana_lstm.perf.startup", "--run", str(models["run-adding"]),
+            "--model", str(models["adding"]), "--example", "2", "--repeats", "1",
+            "--json", str(out),
+        ],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["command"] for r in rows] == [
+        "checkpoint (load_trained + forward)",
+        "infer IR f32",
+        "infer IR bf16",
+    ]
+    assert all(0 < r["first_output_median_s"] <= r["exit_median_s"] for r in rows)
+
+
+def test_bf16_precision(models: dict[str, Path], tmp_path: Path) -> None:
+    from nervana_lstm.export.convert import precision_supported
+
+    ok, why = precision_supported("bf16")
+    if not ok:
+        assert "BF16" in _error(
+            "infer", str(models["adding"]), "--example", "3", "--precision", "bf16"
+        )
+        pytest.skip(why)
+    f32 = _rows(_ok("infer", str(models["adding"]), "--example", "3"))
+    bf16 = _rows(_ok("infer", str(models["adding"]), "--example", "3", "--precision", "bf16"))
+    assert [r["target"] for r in bf16] == [r["target"] for r in f32]
+    for a, b in zip(f32, bf16, strict=True):
+        assert abs(float(a["value"]) - float(b["value"])) < 0.05  # bf16 keeps 8 mantissa bits
+    text = _ok("sample", str(models["charlm"]), "--length", "10", "--precision", "bf16")
+    assert text.startswith("The ") and len(text) == 4 + 10 + 1

@@ -38,7 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=("f32", "bf16"),
-        default="f32",
         help="an exported model's inference precision on the CPU (default f32)",
     )
 
@@ -54,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--prompt must not be empty")
     if args.checkpoint.is_dir():
         return _run_exported(args)
+    if args.precision is not None:
+        raise UsageError(
+            "--precision chooses an exported model's inference precision; "
+            f"{args.checkpoint} is a checkpoint, which samples in fp32"
+        )
 
     import torch
 
@@ -88,7 +92,7 @@ def _run_exported(args: argparse.Namespace) -> int:
     from nervana_lstm.export.sampling import check_charlm, generate
 
     read_meta(args.checkpoint)  # a clear error for a directory that is not an export
-    model = load_exported(args.checkpoint, args.precision)
+    model = load_exported(args.checkpoint, args.precision or "f32")
     check_charlm(model)
     unknown = sorted({c for c in args.prompt if c not in set(model.meta.vocab or [])})
     if unknown:
