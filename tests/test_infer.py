@@ -93,7 +93,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         found[f"run-{name}"] = run
         export_model(run, root / name, say=lambda s: None)
         found[name] = root / name
-    for name, batch in (("charlm", 1), ("files", 3)):
+    for name, batch in (("charlm", 1), ("files", 3), ("copy", 2)):
         out = root / f"{name}-stateful"
         export_model(root / f"run-{name}", out, stateful=True, batch=batch, say=lambda s: None)
         found[f"{name}-stateful"] = out
@@ -234,6 +234,17 @@ def test_stream_equals_the_whole_file(models: dict[str, Path], tmp_path: Path) -
         for a, b in zip(whole, last, strict=True):
             assert a["sequence_id"] == b["sequence_id"] and a["label"] == b["label"]
             assert abs(float(a["p_0"]) - float(b["p_0"])) < 1e-5
+
+
+def test_stream_per_step_outputs(models: dict[str, Path]) -> None:
+    whole = _rows(_ok("infer", str(models["copy"]), "--example", "2", "--seed", "4"))
+    args = ("--example", "2", "--seed", "4", "--stream", "--chunk", "5")
+    streamed = _rows(_ok("infer", str(models["copy-stateful"]), *args))
+    assert len(streamed) == len(whole) == 2 * 23
+    streamed.sort(key=lambda r: (r["sequence_id"], int(r["t"])))
+    for a, b in zip(whole, streamed, strict=True):
+        assert (a["sequence_id"], a["t"], a["label"]) == (b["sequence_id"], b["t"], b["label"])
+        assert all(abs(float(a[f"p_{k}"]) - float(b[f"p_{k}"])) < 1e-5 for k in range(9))
 
 
 def test_sample_exported_matches_checkpoint(models: dict[str, Path]) -> None:
