@@ -36,12 +36,13 @@ def test_csv_long_format(tmp_path):
     data = read_sequences(_write(tmp_path, "d.csv", CSV), "classify")
     assert data.feature_names == ["a", "b"]
     assert [len(s) for s in data.seqs] == [2, 3, 1]
-    assert torch.equal(data.seqs[0], torch.tensor([[0.5, 0.0], [1.5, 10.0]]))  # sorted by t
+    assert np.array_equal(data.seqs[0], np.array([[0.5, 0.0], [1.5, 10.0]]))  # sorted by t
+    assert data.seqs[0].dtype == np.float32 and data.ids == ["s1", "s2", "s3"]
     assert data.labels == ["cat", "dog", "cat"]
     reg = read_sequences(
         _write(tmp_path, "r.csv", CSV.replace("cat", "0.5").replace("dog", "2")), "regress"
     )
-    assert torch.equal(reg.values, torch.tensor([[0.5], [2.0], [0.5]]))
+    assert np.array_equal(reg.values, np.array([[0.5], [2.0], [0.5]]))
 
 
 def test_integer_labels_sort_numerically(tmp_path):

@@ -28,13 +28,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a model from a YAML config"),
     "sample": ("sample", "generate text from a character-LM checkpoint"),
     "export": ("export", "export a trained model to OpenVINO IR, checked against PyTorch"),
+    "infer": ("infer", "predictions of an exported model on files or examples, without PyTorch"),
     "bench": ("bench", "benchmark fused oneDNN RNN primitives against unfused versions"),
 }
 
 EXIT_USAGE = 2
 
 #: Commands that run recurrent kernels; they refuse CPUs the kernels do not target.
-COMPUTE_COMMANDS = frozenset({"train", "sample", "export", "bench"})
+COMPUTE_COMMANDS = frozenset({"train", "sample", "export", "infer", "bench"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,13 @@
-"""``nervana-lstm sample``: generate text from a character-LM checkpoint.
+"""``nervana-lstm sample``: generate text from a character-LM checkpoint or exported model.
 
     nervana-lstm sample runs/NAME/checkpoints/best.pt --prompt "def " --length 300 --temperature 0.8
+    nervana-lstm sample models/charlm/1 --prompt "def " --temperature 0
 
 The prompt is read by the model first; each next character is drawn from
 ``softmax(logits / temperature)`` (temperature 0 takes the most likely one).
+A directory holding ``nervana_lstm.json`` (written by ``nervana-lstm export``)
+runs on OpenVINO and numpy alone (:mod:`nervana_lstm.export.sampling`), without
+importing torch; its random draws differ from a checkpoint's, its greedy text not.
 """
 
 from __future__ import annotations
@@ -17,7 +21,12 @@ from nervana_lstm.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="a charlm checkpoint (last.pt or best.pt)")
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help="a charlm checkpoint (last.pt or best.pt), or a directory written by "
+        "'nervana-lstm export'",
+    )
     parser.add_argument(
         "--prompt", default="The ", help="text to start from (default: %(default)r)"
     )
@@ -26,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperature", type=float, default=0.8, help="sampling temperature; 0 = greedy"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed for sampling")
+    parser.add_argument(
+        "--precision",
+        choices=("f32", "bf16"),
+        help="an exported model's inference precision on the CPU (default f32)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed expects an integer in 0..2**63-1, got {args.seed}")
     if not args.prompt:
         raise UsageError("--prompt must not be empty")
+    if args.checkpoint.is_dir():
+        return _run_exported(args)
+    if args.precision is not None:
+        raise UsageError(
+            "--precision chooses an exported model's inference precision; "
+            f"{args.checkpoint} is a checkpoint, which samples in fp32"
+        )
 
     import torch
 
@@ -58,5 +79,27 @@ def run(args: argparse.Namespace) -> int:
         )
     gen = torch.Generator().manual_seed(args.seed)
     text = generate(model, vocab, args.prompt, args.length, args.temperature, gen)
+    sys.stdout.write(args.prompt + text + "\n")
+    return 0
+
+
+def _run_exported(args: argparse.Namespace) -> int:
+    """An export directory: OpenVINO and numpy, no torch."""
+    import numpy as np
+
+    from nervana_lstm.export.metadata import read_meta
+    from nervana_lstm.export.runtime import load_exported
+    from nervana_lstm.export.sampling import check_charlm, generate
+
+    read_meta(args.checkpoint)  # a clear error for a directory that is not an export
+    model = load_exported(args.checkpoint, args.precision or "f32")
+    check_charlm(model)
+    unknown = sorted({c for c in args.prompt if c not in set(model.meta.vocab or [])})
+    if unknown:
+        raise UsageError(
+            f"--prompt has characters the model never saw in training: {''.join(unknown)!r}"
+        )
+    rng = np.random.default_rng(args.seed)
+    text = generate(model, args.prompt, args.length, args.temperature, rng)
     sys.stdout.write(args.prompt + text + "\n")
     return 0

@@ -21,11 +21,35 @@ files     path, target="classify", seed=0,             (T,N,F) + lengths -> loss
 
 Every task's training batch is a pure function of ``(seed, step, rank, world_size)``
 (see ``base``); nothing here reads a file or the corpus until a task is built.
+
+The names below are imported on first use, so importing a torch-free module of
+this package (``nervana_lstm.data.file_formats``) does not import torch.
 """
 
 from __future__ import annotations
 
-from nervana_lstm.data.base import Batch, Task, TaskSpec, shard_slice
-from nervana_lstm.data.registry import TASKS, make_task
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nervana_lstm.data.base import Batch, Task, TaskSpec, shard_slice
+    from nervana_lstm.data.registry import TASKS, make_task
 
 __all__ = ["TASKS", "Batch", "Task", "TaskSpec", "make_task", "shard_slice"]
+
+_HOMES = {
+    "Batch": "base",
+    "Task": "base",
+    "TaskSpec": "base",
+    "shard_slice": "base",
+    "TASKS": "registry",
+    "make_task": "registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f"nervana_lstm.data.{_HOMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,6 +26,12 @@ in one of three layouts:
 ``y``: (N,) integer or string labels for classification; (N,) or (N, O) numbers for
 regression. Every problem is reported as a UsageError naming the file, and the row
 or column at fault.
+
+Files given for prediction (``kind=None``) need no targets: the CSV's ``target``
+column and the NPZ's ``y`` may be absent, and are not read when present.
+
+The readers return numpy arrays and import neither torch nor OpenVINO, so the
+torch-free runtime (``nervana-lstm infer``) reads the same files as training.
 """
 
 from __future__ import annotations
@@ -39,7 +45,6 @@ from itertools import pairwise
 from typing import Literal
 
 import numpy as np
-import torch
 
 from nervana_lstm.errors import UsageError
 
@@ -53,10 +58,11 @@ ID, TIME, TARGET = "sequence_id", "t", "target"
 class SequenceFile:
     """What a file held: sequences of feature rows, and one target per sequence."""
 
-    seqs: list[torch.Tensor]  # each (T_i, F) float32
+    seqs: list[np.ndarray]  # each (T_i, F) float32
     labels: list[object] | None  # classification: one label per sequence
-    values: torch.Tensor | None  # regression: (N, O) float32
+    values: np.ndarray | None  # regression: (N, O) float32
     feature_names: list[str]
+    ids: list[str] | None = None  # the CSV's sequence ids in order of first appearance
 
 
 def _number(text: str, where: str) -> float:
@@ -69,8 +75,8 @@ def _number(text: str, where: str) -> float:
     return value
 
 
-def read_csv(path: str, kind: Kind) -> SequenceFile:
-    """Read a long-format CSV (layout in the module docstring)."""
+def read_csv(path: str, kind: Kind | None) -> SequenceFile:
+    """Read a long-format CSV (layout in the module docstring); ``kind=None``: no targets."""
     try:
         # utf-8-sig: spreadsheets often start a UTF-8 CSV with a byte-order mark
         with open(path, encoding="utf-8-sig", newline="") as f:
@@ -85,7 +91,8 @@ def read_csv(path: str, kind: Kind) -> SequenceFile:
     if not rows:
         raise UsageError(f"{path}: empty file; expected a header row '{ID},{TIME},...,{TARGET}'")
     header = [h.strip() for h in rows[0]]
-    missing = [c for c in (ID, TIME, TARGET) if c not in header]
+    required = (ID, TIME, TARGET) if kind is not None else (ID, TIME)
+    missing = [c for c in required if c not in header]
     if missing:
         raise UsageError(
             f"{path}: missing column(s) {', '.join(missing)}; the header is {header}, "
@@ -108,7 +115,7 @@ def read_csv(path: str, kind: Kind) -> SequenceFile:
         t = _number(row[col[TIME]], f"{path}:{line}, column '{TIME}'")
         x = [_number(row[col[c]], f"{path}:{line}, column '{c}'") for c in features]
         steps.setdefault(sid, []).append((t, x, line))
-        target = row[col[TARGET]].strip()
+        target = row[col[TARGET]].strip() if kind is not None else ""
         if target:
             if kind == "regress":
                 _number(target, f"{path}:{line}, column '{TARGET}'")
@@ -122,7 +129,7 @@ def read_csv(path: str, kind: Kind) -> SequenceFile:
         raise UsageError(f"{path}: no data rows after the header")
     seqs, raw = [], []
     for sid, sequence in steps.items():
-        if sid not in targets:
+        if kind is not None and sid not in targets:
             raise UsageError(f"{path}: sequence {sid!r} has no '{TARGET}' value on any row")
         sequence.sort(key=lambda s: s[0])
         for a, b in pairwise(sequence):
@@ -130,15 +137,19 @@ def read_csv(path: str, kind: Kind) -> SequenceFile:
                 raise UsageError(
                     f"{path}:{b[2]}: sequence {sid!r} repeats t={b[0]:g} (also on line {a[2]})"
                 )
-        seqs.append(torch.tensor([s[1] for s in sequence], dtype=torch.float32))
-        raw.append(targets[sid][0])
+        seqs.append(np.array([s[1] for s in sequence], dtype=np.float32))
+        if kind is not None:
+            raw.append(targets[sid][0])
+    ids = list(steps)
+    if kind is None:
+        return SequenceFile(seqs, None, None, features, ids)
     if kind == "regress":
-        values = torch.tensor([[float(v)] for v in raw], dtype=torch.float32)
-        return SequenceFile(seqs, None, values, features)
+        values = np.array([[float(v)] for v in raw], dtype=np.float32)
+        return SequenceFile(seqs, None, values, features, ids)
     labels: list[object] = raw
     if all(_is_int(v) for v in raw):
         labels = [int(v) for v in raw]
-    return SequenceFile(seqs, labels, None, features)
+    return SequenceFile(seqs, labels, None, features, ids)
 
 
 def _is_int(text: str) -> bool:
@@ -175,8 +186,8 @@ def _lengths(arrays: dict, path: str, n: int | None, limit: int | None) -> np.nd
     return lengths.astype(np.int64)
 
 
-def _load_npz(path: str, allow_pickle: bool) -> dict[str, np.ndarray]:
-    """The archive's ``x``, ``y`` and (if present) ``lengths``, read eagerly."""
+def _load_npz(path: str, allow_pickle: bool, needs_y: bool = True) -> dict[str, np.ndarray]:
+    """The archive's ``x``, ``y`` (unless not ``needs_y``) and ``lengths`` if present, read eagerly."""
     # np.load unpickles a plain pickle file when allowed to: only ever hand it a zip archive.
     if not zipfile.is_zipfile(path):
         raise UsageError(f"{path}: not an .npz archive (numpy.savez writes a zip file)")
@@ -184,13 +195,13 @@ def _load_npz(path: str, allow_pickle: bool) -> dict[str, np.ndarray]:
     name = "x"
     try:
         with np.load(path, allow_pickle=allow_pickle) as npz:
-            missing = [k for k in ("x", "y") if k not in npz.files]
+            missing = [k for k in ("x", "y") if k not in npz.files and (k == "x" or needs_y)]
             if missing:
                 raise UsageError(
                     f"{path}: missing array(s) {', '.join(missing)}; found {npz.files}, "
                     "expected 'x', 'y' and optionally 'lengths'"
                 )
-            for name in ("x", "y", "lengths"):
+            for name in ("x", "y", "lengths") if needs_y else ("x", "lengths"):
                 if name in npz.files:
                     arrays[name] = npz[name]
     except UsageError:
@@ -252,37 +263,39 @@ def _sequences(arrays: dict[str, np.ndarray], path: str) -> list[np.ndarray]:
     raise UsageError(f"{path}: 'x' must be (N, T, F), (sum T, F) or an object array; got {x.shape}")
 
 
-def read_npz(path: str, kind: Kind, allow_pickle: bool = False) -> SequenceFile:
-    """Read an ``.npz`` file (layouts in the module docstring)."""
-    arrays = _load_npz(path, allow_pickle)
+def read_npz(path: str, kind: Kind | None, allow_pickle: bool = False) -> SequenceFile:
+    """Read an ``.npz`` file (layouts in the module docstring); ``kind=None``: no ``y``."""
+    arrays = _load_npz(path, allow_pickle, needs_y=kind is not None)
     seqs = _sequences(arrays, path)
-    y = arrays["y"]
     if not seqs:
         raise UsageError(f"{path}: holds no sequences")
     widths = {s.shape[1] for s in seqs}
     if len(widths) != 1:
         raise UsageError(f"{path}: sequences have different feature counts {sorted(widths)}")
+    seqs32 = [np.ascontiguousarray(s, dtype=np.float32) for s in seqs]
+    names = [f"x{i}" for i in range(widths.pop())]
+    if kind is None:
+        return SequenceFile(seqs32, None, None, names)
+    y = arrays["y"]
     if y.ndim == 0 or len(y) != len(seqs):
         rows = "a single value" if y.ndim == 0 else f"{len(y)} rows"
         raise UsageError(f"{path}: 'y' has {rows} but 'x' holds {len(seqs)} sequences")
-    tensors = [torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)) for s in seqs]
-    names = [f"x{i}" for i in range(widths.pop())]
     if kind == "regress":
         y = _numeric(y, path, "y")
         if y.ndim not in (1, 2):
             raise UsageError(f"{path}: regression 'y' must be (N,) or (N, O), got {y.shape}")
-        values = torch.from_numpy(np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32))
-        return SequenceFile(tensors, None, values, names)
+        values = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)
+        return SequenceFile(seqs32, None, values, names)
     if y.ndim != 1 or y.dtype.kind not in "biuUS":
         raise UsageError(
             f"{path}: classification 'y' must be (N,) integer or string labels, got shape "
             f"{y.shape} dtype {y.dtype} (use target='regress' for numeric values)"
         )
-    return SequenceFile(tensors, [v.item() if hasattr(v, "item") else v for v in y], None, names)
+    return SequenceFile(seqs32, [v.item() if hasattr(v, "item") else v for v in y], None, names)
 
 
-def read_sequences(path: str, kind: Kind, allow_pickle: bool = False) -> SequenceFile:
-    """Read ``path`` by its extension: ``.csv`` or ``.npz``."""
+def read_sequences(path: str, kind: Kind | None, allow_pickle: bool = False) -> SequenceFile:
+    """Read ``path`` by its extension: ``.csv`` or ``.npz``; ``kind=None`` reads no targets."""
     ext = os.path.splitext(path)[1].lower()
     if os.path.isdir(path):
         raise UsageError(f"data file {path!r} is a directory; expected a .csv or .npz file")

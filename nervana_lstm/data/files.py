@@ -61,7 +61,7 @@ class FileTask:
                 f"files: {self.path} holds {n} sequence(s), too few to hold out {self.eval_fraction:g} "
                 "of them and train on the rest (need at least 2)"
             )
-        self.seqs = data.seqs
+        self.seqs = [torch.from_numpy(s) for s in data.seqs]  # each (T_i, F) float32
         self.lengths = torch.tensor([len(s) for s in data.seqs], dtype=torch.int64)  # (n,)
         self.feature_names = data.feature_names
         if data.labels is not None:
@@ -71,7 +71,7 @@ class FileTask:
             out = len(self.classes)
         else:
             self.classes = None
-            self.y = data.values  # (n, O)
+            self.y = torch.from_numpy(data.values)  # (n, O)
             out = self.y.shape[1]
         perm = torch.randperm(n, generator=generator_for(self.seed, "files/split"))
         self.eval_index = perm[:n_eval].sort().values
