@@ -126,10 +126,11 @@ def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
 def test_files_classification_csv_and_npz(models: dict[str, Path], tmp_path: Path) -> None:
     rows = _rows(_ok("infer", str(models["files"]), "--input", str(SINES)))
     assert len(rows) == 120 and rows[0]["sequence_id"] == "s0"
-    assert set(rows[0]) == {"sequence_id", "label", "p_0", "p_1"}
+    # the class labels come from the training data, in id order (sorted)
+    assert set(rows[0]) == {"sequence_id", "label", "p_fast", "p_slow"}
     for r in rows:
-        probs = [float(r["p_0"]), float(r["p_1"])]
-        assert abs(sum(probs) - 1) < 1e-6 and r["label"] == str(int(np.argmax(probs)))
+        probs = [float(r["p_fast"]), float(r["p_slow"])]
+        assert abs(sum(probs) - 1) < 1e-6 and r["label"] == ["fast", "slow"][int(np.argmax(probs))]
     # the same sequences as a padded NPZ with lengths and no y give the same predictions
     from nervana_lstm.data.file_formats import read_sequences
 
@@ -150,7 +151,7 @@ def test_files_classification_csv_and_npz(models: dict[str, Path], tmp_path: Pat
     assert [p["id"] for p in preds] == [str(i) for i in range(120)]
     for p, r in zip(preds, rows, strict=True):
         assert p["label"] == r["label"]
-        assert np.allclose(p["probabilities"], [float(r["p_0"]), float(r["p_1"])], atol=1e-6)
+        assert np.allclose(p["probabilities"], [float(r["p_fast"]), float(r["p_slow"])], atol=1e-6)
         assert np.isclose(sum(p["probabilities"]), 1.0)
 
 
@@ -233,7 +234,7 @@ def test_stream_equals_the_whole_file(models: dict[str, Path], tmp_path: Path) -
     for last in (stateful, from_file[-3:]):
         for a, b in zip(whole, last, strict=True):
             assert a["sequence_id"] == b["sequence_id"] and a["label"] == b["label"]
-            assert abs(float(a["p_0"]) - float(b["p_0"])) < 1e-5
+            assert abs(float(a["p_fast"]) - float(b["p_fast"])) < 1e-5
 
 
 def test_stream_per_step_outputs(models: dict[str, Path]) -> None:
