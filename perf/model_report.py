@@ -78,14 +78,14 @@ def _ratio(
             missing.append(_why_not(candidate, what))
         if best is None:
             missing += [_why_not(b, "baseline") for b in baselines]
-        entry["detail"] = "not measured: " + "; ".join(missing)
+        entry["detail"] = "; ".join(missing)
         return entry
     base, base_ms = best
     value = base_ms / cand_ms
     entry.update(value=value, met=value >= target, baseline=base["id"])
     times = f"{cand_ms:.3f} ms against {base['impl']} {base['dtype']} {base_ms:.3f} ms"
     if value >= target:
-        entry["detail"] = f"{value:.2f}× (target ≥ {target:g}×): {times}"
+        entry["detail"] = f"met: {value:.2f}× (target ≥ {target:g}×); {times}"
     else:
         entry["detail"] = (
             f"missed by {100 * (1 - value / target):.0f}%: {value:.2f}× against the "
@@ -165,10 +165,12 @@ def render_model_section(results: dict[str, Any]) -> list[str]:
     ]
     for r in m["ratios"]:
         value = "—" if r["value"] is None else f"{r['value']:.2f}×"
-        verdict = "met" if r["met"] else ("**missed**" if r["met"] is False else "not measured")
+        detail = r["detail"] if r["met"] is not None else f"not measured: {r['detail']}"
+        if r["met"] is False:
+            detail = f"**{detail}**"
         lines.append(
             f"| {r['name']} | {r['shape']} | {r['dtype']} | {value} | ≥ {r['target']:g}× "
-            f"| {verdict}: {r['detail']} |"
+            f"| {detail} |"
         )
     lines += ["", "Throughput:", ""]
     for row in results["rows"]:
