@@ -28,7 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a model from a YAML config"),
     "sample": ("sample", "generate text from a character-LM checkpoint"),
     "export": ("export", "export a trained model to OpenVINO IR, checked against PyTorch"),
-    "bench": ("bench", "benchmark fused oneDNN RNN primitives against unfused versions"),
+    "bench": (
+        "bench",
+        "benchmark fused oneDNN RNN primitives against unfused versions, or a trained model against its OpenVINO IR (--model)",
+    ),
 }
 
 EXIT_USAGE = 2
