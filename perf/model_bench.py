@@ -38,6 +38,7 @@ from nervana_lstm.errors import UsageError
 from nervana_lstm.perf.ir_timing import SETTINGS_LADDER, TIMED
 from nervana_lstm.perf.model_report import model_ratios
 from nervana_lstm.perf.model_variants import (
+    IrSource,
     ModelCase,
     ModelVariant,
     build_ipex,
@@ -211,37 +212,45 @@ def measure_group(
 
 def _export_irs(
     checkpoint: Path, tmp: Path, bidirectional: bool, log: Callable[[str], None]
-) -> dict[str, Path | str]:
-    """Export the three IRs; each value is the directory, or why there is none."""
+) -> dict[str, IrSource]:
+    """Export the three IRs: each value is the directory, or why there is none.
+
+    A refusal (the exporter's UsageError: a gate not passed, a kind it cannot
+    quantize) makes the IR's rows ``n/a`` with the reason; any other failure
+    makes them ``error``.
+    """
     from nervana_lstm.backends import backend_status
     from nervana_lstm.export.exporter import export_model
 
     status = backend_status("openvino")
     if not status.available:
-        reason = f"OpenVINO is unavailable: {status.reason}"
-        return {"f32": reason, "int8": reason, "stateful": reason}
+        missing = Unavailable(f"OpenVINO is unavailable: {status.reason}")
+        return {"f32": missing, "int8": missing, "stateful": missing}
 
     def say(line: str) -> None:
         log("  " + line)
 
-    def export(name: str, **kw: Any) -> Path | str:
+    def export(name: str, **kw: Any) -> IrSource:
         try:
             return export_model(checkpoint, tmp / name, say=say, **kw).out
         except UsageError as exc:
-            return f"the {name} export was refused: {exc}"
+            return Unavailable(f"the {name} export was refused: {exc}")
+        except Exception as exc:
+            log(f"error: the {name} export failed: {_one_line(exc)}")
+            return RuntimeError(f"the {name} export failed: {_one_line(exc)}")
 
-    irs: dict[str, Path | str] = {"f32": export("f32", precision="fp32")}
-    if isinstance(irs["f32"], str):  # the f32 IR must export: its failure is an error
-        raise RuntimeError(irs["f32"])
+    irs: dict[str, IrSource] = {"f32": export("f32", precision="fp32")}
     if importlib.util.find_spec("nervana_lstm.export.quantize") is None:
-        irs["int8"] = (
+        irs["int8"] = Unavailable(
             "no int8 IR: nervana_lstm.export.quantize (export/quantize.py, NNCF "
             "quantization) is not installed in this build"
         )
     else:
         irs["int8"] = export("int8", precision="int8")
     if bidirectional:
-        irs["stateful"] = "a bidirectional model reads whole sequences: it cannot stream"
+        irs["stateful"] = Unavailable(
+            "a bidirectional model reads whole sequences: it cannot stream step by step"
+        )
     else:
         irs["stateful"] = export("stateful", precision="fp32", stateful=True, batch=1)
     return irs
@@ -268,7 +277,7 @@ def _row(task: str, case: ModelCase, mv_spec: Any, label: str) -> Row:
 def _plan(
     trained: Trained,
     cases: dict[str, ModelCase],
-    irs: dict[str, Path | str],
+    irs: dict[str, IrSource],
     settings: ModelBenchSettings,
 ) -> list[list[Planned]]:
     """The groups to measure: one per shape (and per shape again for ``--ov-settings``)."""
@@ -299,7 +308,7 @@ def _plan(
     case, group = cases["stream"], []
     for dtype in ("fp32", "bf16"):
         if directions == 2:
-            build = _refuse(str(irs["stateful"]))
+            build = _refuse(str(irs["stateful"]))  # no torch stream for a bidirectional model
         else:
             build = lambda c=case, d=dtype: build_torch_stream(trained, c, d, t)  # noqa: E731
         add(group, case, "onednn", dtype, build)
@@ -457,9 +466,7 @@ def run_model_bench(
             "seq_len": steps,
             "seq_len_from": steps_from,
             "labels": labels,
-            "irs": {
-                k: (f"exported ({v.name})" if isinstance(v, Path) else v) for k, v in irs.items()
-            },
+            "irs": {k: "exported" if isinstance(v, Path) else str(v) for k, v in irs.items()},
             "ir_settings": {"name": TIMED.name, "what": TIMED.describe()},
             "tolerances": TOLERANCES,
             "ratios": ratios,
@@ -483,6 +490,8 @@ def _notes(trained: Trained, settings: ModelBenchSettings) -> list[str]:
         "torch's OpenMP threads may spin for a while after a torch call (OMP_WAIT_POLICY "
         "unset), taking cores from the OpenVINO call that follows: run again with "
         "OMP_WAIT_POLICY=PASSIVE to see whether that costs OpenVINO time",
+        "IPEX, once imported for its rows, stays loaded for the rest of the run (as in the "
+        "suite bench), so later torch rows run with its kernel registrations in place",
         "FLOPs count the recurrent stack only (embedding lookups and the head are left out)",
         f"OpenVINO rows: {TIMED.describe()}; --ov-settings times the IR under each setting of "
         "nervana_lstm.perf.ir_timing.SETTINGS_LADDER",

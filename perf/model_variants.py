@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STREAM_CHECK_STEPS",
+    "IrSource",
     "ModelCase",
     "ModelVariant",
     "build_ipex",
@@ -58,6 +59,10 @@ __all__ = [
     "make_case",
     "model_spec",
 ]
+
+#: an exported IR's directory, or why there is none: :class:`Unavailable` where the
+#: export was refused or cannot exist here, another exception where it failed
+IrSource = Path | Exception
 
 #: steps a streaming variant is checked over against the full-sequence output
 STREAM_CHECK_STEPS = 6
@@ -253,11 +258,11 @@ def _precision_hint(dtype: str) -> str:
 
 
 def _compile(
-    ir: Path | str, dtype: str, threads: int, settings: IrSettings, feed: dict[str, np.ndarray]
+    ir: IrSource, dtype: str, threads: int, settings: IrSettings, feed: dict[str, np.ndarray]
 ) -> tuple[Any, dict[str, Any], float]:
     """Read and compile an exported IR; Unavailable when it was not exported or bf16 is absent."""
-    if isinstance(ir, str):  # why this IR could not be exported
-        raise Unavailable(ir)
+    if isinstance(ir, Exception):  # why this IR was not exported: Unavailable, or a failure
+        raise ir
     import openvino as ov
 
     from nervana_lstm.export.convert import precision_supported, runtime_summary
@@ -293,7 +298,7 @@ def _compile(
 
 
 def build_ir(
-    ir: Path | str,
+    ir: IrSource,
     trained: Trained,
     case: ModelCase,
     dtype: str,
@@ -301,7 +306,7 @@ def build_ir(
     settings: IrSettings = TIMED,
     impl: str = "openvino",
 ) -> ModelVariant:
-    """The exported IR on one reused infer request; ``ir`` is its directory or why it is missing."""
+    """The exported IR on one reused infer request; ``ir`` is its directory or why there is none."""
     spec = model_spec(trained, case, impl, dtype, threads)
     compiled, proof, build_s = _compile(ir, dtype, threads, settings, case.feed)
     request = compiled.create_infer_request()
@@ -321,7 +326,7 @@ def build_ir(
 
 
 def build_ir_stream(
-    ir: Path | str, trained: Trained, case: ModelCase, dtype: str, threads: int
+    ir: IrSource, trained: Trained, case: ModelCase, dtype: str, threads: int
 ) -> ModelVariant:
     """A stateful IR (batch fixed) fed one step per call; its state stays inside the request."""
     import openvino as ov
