@@ -20,6 +20,10 @@ Modules, one job each:
 * :mod:`~nervana_lstm.perf.results`  the typed row of results.json
 * :mod:`~nervana_lstm.perf.report`   results.json, report.md and the PNG charts
 * :mod:`~nervana_lstm.perf.compare`  compares two results.json files and flags regressions
+* :mod:`~nervana_lstm.perf.model_bench` ``bench --model``: one trained model, torch against its IR
+* :mod:`~nervana_lstm.perf.model_variants` that model's torch, IPEX and IR variants
+* :mod:`~nervana_lstm.perf.model_report` the ratios against their targets, the report section
+* :mod:`~nervana_lstm.perf.ir_timing` how an IR is compiled and called for timing
 * :mod:`~nervana_lstm.perf.train_overhead` training-loop overhead and the ``accel: auto`` choice
 
 Imports go one way: ``spec`` imports no module of this package; the
@@ -34,6 +38,10 @@ __all__ = [
     "harness",
     "impls",
     "instances",
+    "ir_timing",
+    "model_bench",
+    "model_report",
+    "model_variants",
     "openvino_impl",
     "peak",
     "premul",

@@ -15,6 +15,9 @@
                     start_gflops, end_gflops}: measured before and after the rows;
                     ``gflops`` is the better of the two
     started, wall_s, phases ({peaks_s, measure_s, probe_s}), command
+    model           ``bench --model`` only: the model, its IRs, the ratios against their
+                    targets and notes (nervana_lstm.perf.model_bench); its rows add
+                    proof.check (outputs against torch fp32) and proof.openvino.compiled
     rows            one per kind x shape x implementation x mode x dtype x threads, written
                     from :class:`nervana_lstm.perf.results.Row` (the keys in that order):
       id            "lstm-T25-N64-I256-H256-L1/onednn/infer/fp32/t2"
@@ -150,7 +153,7 @@ def render_summary(results: dict[str, Any]) -> str:
         "|---|---|---|---:|" + "---:|" * len(impls),
     ]
     for (label, mode, dtype, threads), by_impl in keys.items():
-        if not any(r["status"] == "ok" for r in by_impl.values()):
+        if not any(by_impl[i]["status"] == "ok" for i in impls if i in by_impl):
             continue
         cells = []
         for impl in impls:
@@ -180,6 +183,15 @@ def _noise_line(ok: list[dict[str, Any]]) -> str:
     )
 
 
+def _model_lines(results: dict[str, Any]) -> list[str]:
+    """The ratios section of a ``bench --model`` run; nothing for a suite run."""
+    if "model" not in results:
+        return []
+    from nervana_lstm.perf.model_report import render_model_section
+
+    return render_model_section(results)
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The human report: machine, peaks, harness overhead, then one table per shape and mode."""
     rows = results["rows"]
@@ -201,6 +213,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         _noise_line(ok),
         "",
+        *_model_lines(results),
         "## Machine",
         "",
         *_machine_lines(results),

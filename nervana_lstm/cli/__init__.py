@@ -29,7 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("sample", "generate text from a character-LM checkpoint"),
     "export": ("export", "export a trained model to OpenVINO IR, checked against PyTorch"),
     "infer": ("infer", "predictions of an exported model on files or examples, without PyTorch"),
-    "bench": ("bench", "benchmark fused oneDNN RNN primitives against unfused versions"),
+    "bench": (
+        "bench",
+        "benchmark fused oneDNN RNN primitives against unfused versions, or a trained model "
+        "against its OpenVINO IR (--model)",
+    ),
 }
 
 EXIT_USAGE = 2

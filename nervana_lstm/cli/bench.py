@@ -1,12 +1,18 @@
 """``nervana-lstm bench``: time fused oneDNN RNN primitives against unfused versions.
 
-Two sibling sub-commands::
+Two sibling sub-commands, and one trained model instead of a suite::
 
     nervana-lstm bench run [--suite quick|deepbench|FILE.yaml] [--kinds lstm,gru] [--impls ...]
                            [--modes infer,train] [--dtypes fp32,bf16] [--threads 1,2]
                            [--instances K] [--out DIR] [--no-probe]
     nervana-lstm bench compare A.json B.json [--threshold 5%]
+    nervana-lstm bench --model RUN_DIR|CHECKPOINT [--out DIR] [--threads N] [--warmup N]
+                       [--repeats N] [--time-cap S] [--seq-len T] [--batch N] [--ov-settings]
 
+``--model`` times the checkpoint on torch (fused, bf16 autocast, IPEX) against
+its exported IR (f32, bf16, int8, stateful) on the same inputs
+(:mod:`nervana_lstm.perf.model_bench`), in the same report format, with the
+ratios against their targets.
 ``run`` writes ``results.json``, ``report.md``, ``speedup.png`` and
 ``gflops_vs_hidden.png`` into ``--out``; ``nervana-lstm bench [options]``
 without a sub-command is the same as ``bench run [options]``. ``compare`` only
@@ -32,6 +38,8 @@ examples:
   nervana-lstm bench --impls onednn,unfused,compiled --dtypes fp32 --threads 1,2
   nervana-lstm bench --instances 2                       # pinned processes, summed throughput
   nervana-lstm bench compare A/results.json B/results.json --threshold 5%
+  nervana-lstm bench --model runs/charlm --out bench-charlm      # torch against the IR
+  nervana-lstm bench --model runs/charlm --warmup 0 --repeats 1  # a quick check that it runs
 """
 
 #: the options of ``bench run`` and their defaults; also accepted before the sub-command
@@ -45,7 +53,19 @@ RUN_DEFAULTS: dict[str, object] = {
     "instances": "1",
     "out": "bench-out",
     "no_probe": False,
+    "model": None,
+    "warmup": None,
+    "repeats": None,
+    "time_cap": None,
+    "seq_len": None,
+    "batch": None,
+    "ov_settings": False,
 }
+
+#: options that choose what a suite measures: a --model run measures one model instead
+SUITE_ONLY = ("suite", "kinds", "impls", "modes", "dtypes", "instances", "no_probe")
+#: options of a --model run only (a suite sets its warm-up and repeats in its YAML)
+MODEL_ONLY = ("warmup", "repeats", "time_cap", "seq_len", "batch", "ov_settings")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +108,37 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=argparse.SUPPRESS,
         help="skip the ONEDNN_VERBOSE rerun that proves which oneDNN primitives ran",
+    )
+    model = parser.add_argument_group(
+        "one trained model (--model): torch fused/IPEX against its exported OpenVINO IR"
+    )
+    model.add_argument(
+        "--model",
+        default=argparse.SUPPRESS,
+        metavar="RUN_DIR|CHECKPOINT",
+        help="time this trained model end to end instead of a suite: throughput (batch 64), "
+        "batch-1 latency and per-step streaming, torch against its IR (f32, bf16, int8)",
+    )
+    for option, what in (
+        ("--warmup", "untimed calls per row before timing (default 3)"),
+        (
+            "--repeats",
+            "timed calls per row (default 30); e.g. --warmup 0 --repeats 1 for a quick run",
+        ),
+        ("--time-cap", "seconds per row, warm-up included, before repeats stop early (default 4)"),
+        (
+            "--seq-len",
+            "sequence length (default: the task's: T, T+20, seq_len, median file length)",
+        ),
+        ("--batch", "batch of the throughput rows (default 64)"),
+    ):
+        model.add_argument(option, default=argparse.SUPPRESS, help=what)
+    model.add_argument(
+        "--ov-settings",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="also time the f32 IR under each OpenVINO compile setting "
+        "(hints, threads, pinning, streams, shared inputs, static shapes)",
     )
 
 
@@ -180,8 +231,82 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 1 if result.regressed else 0
 
 
+def _flags(names: list[str]) -> str:
+    return ", ".join("--" + n.replace("_", "-") for n in names)
+
+
+def _positive(value: str | None, flag: str, default: float, kind: type = int) -> float:
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        number = -1
+    if number < (0 if flag == "--warmup" else 1e-9):
+        expected = "an integer >= 0" if flag == "--warmup" else f"a positive {kind.__name__}"
+        raise UsageError(f"{flag} got {value!r}; expected {expected}")
+    return number
+
+
+def _run_model(args: argparse.Namespace, given: list[str]) -> int:
+    """``bench --model``: one trained model, torch against its IR; see perf.model_bench."""
+    clash = [name for name in SUITE_ONLY if name in given]
+    if clash:
+        raise UsageError(
+            f"{_flags(clash)} cannot be combined with --model: a --model run times one trained "
+            "model on its own shapes; expected: nervana-lstm bench --model RUN_DIR [--out DIR] "
+            "[--threads N] [--warmup N] [--repeats N] [--time-cap S] [--seq-len T] [--batch N] "
+            "[--ov-settings]"
+        )
+    args = run_options(args)
+    threads = _int_csv(args.threads, "--threads")
+    if threads is not None and len(threads) != 1:
+        raise UsageError(f"--threads got {args.threads!r}; --model takes one thread count")
+    from nervana_lstm.perf.model_bench import ModelBenchSettings, default_threads
+
+    settings = ModelBenchSettings(
+        threads=threads[0] if threads else default_threads(),
+        warmup=int(_positive(args.warmup, "--warmup", 3)),
+        repeats=int(_positive(args.repeats, "--repeats", 30)),
+        time_cap_s=float(_positive(args.time_cap, "--time-cap", 4.0, float)),
+        batch=int(_positive(args.batch, "--batch", 64)),
+        seq_len=None if args.seq_len is None else int(_positive(args.seq_len, "--seq-len", 0)),
+        ov_settings=bool(args.ov_settings),
+    )
+    out = Path(args.out)
+    _check_out_dir(out)
+    from nervana_lstm.export.exporter import resolve_checkpoint
+    from nervana_lstm.perf.model_bench import run_model_bench
+    from nervana_lstm.perf.report import write_report
+
+    resolve_checkpoint(args.model)  # a missing path is refused before anything is imported
+    command = " ".join(["nervana-lstm", *sys.argv[1:]]) if sys.argv else None
+    results = run_model_bench(args.model, settings, command=command)
+    paths = write_report(results, out)
+    counts: dict[str, int] = {}
+    for row in results["rows"]:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"bench {results['suite']['name']}: {summary} in {results['wall_s']} s", file=sys.stderr)
+    for ratio in results["model"]["ratios"]:
+        print(f"  {ratio['name']} ({ratio['dtype']}): {ratio['detail']}", file=sys.stderr)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """``bench run`` (also ``bench`` with no sub-command): measure a suite, write the report."""
+    given = [name for name in RUN_DEFAULTS if name in vars(args)]
+    if "model" in given:
+        return _run_model(args, given)
+    lone = [name for name in MODEL_ONLY if name in given]
+    if lone:
+        raise UsageError(
+            f"{_flags(lone)} {'applies' if len(lone) == 1 else 'apply'} to bench --model only; "
+            "a suite sets its warm-up and repeats in its YAML (defaults: warmup, repeats, "
+            "time_cap_s)"
+        )
     args = run_options(args)
     from nervana_lstm.perf.harness import Selection, run_suite
     from nervana_lstm.perf.report import write_report
