@@ -38,6 +38,7 @@ from nervana_lstm.choices import has_cell_state
 from nervana_lstm.errors import UsageError
 from nervana_lstm.export.graph import SEQUENCE_OPS, GraphSpec, build_model, sequence_op_counts
 from nervana_lstm.export.metadata import (
+    BIN_FILE,
     META_FILE,
     MODEL_FILE,
     ExportMeta,
@@ -265,6 +266,118 @@ def _other_precisions(
     return figures
 
 
+def _check_options(precision: str, stateful: bool, batch: int, max_metric_drop: float) -> None:
+    if precision not in EXPORT_PRECISIONS:
+        raise UsageError(
+            f"unknown precision {precision!r}; expected one of: {', '.join(EXPORT_PRECISIONS)}"
+        )
+    if not 1 <= batch <= 65536:
+        raise UsageError(f"--batch expects 1..65536 sequences, got {batch}")
+    if not 0.0 <= max_metric_drop <= 1.0:
+        raise UsageError(f"--max-metric-drop expects a fraction in 0..1, got {max_metric_drop}")
+    if stateful and precision == "int8":
+        raise UsageError("--stateful exports fp32 or fp16; int8 is for whole-sequence models")
+
+
+def _build(trained: Trained, spec: GraphSpec, say: Callable[[str], object]) -> ov.Model:
+    """The checked graph, made stateful when ``spec`` has a fixed batch."""
+    model = build_model(_numpy_weights(trained), spec)
+    counts = check_sequence_ops(model, spec)
+    seen = {k: v for k, v in counts.items() if k in (*SEQUENCE_OPS.values(), "ReverseSequence")}
+    say(f"  graph: {', '.join(f'{v} {k}' for k, v in sorted(seen.items()))}")
+    if spec.batch is not None:
+        from openvino._offline_transformations import apply_make_stateful_transformation
+
+        apply_make_stateful_transformation(model, {f"{s}_0": f"{s}_n" for s in spec.state_names})
+    return model
+
+
+def _describe(
+    trained: Trained, spec: GraphSpec, model: ov.Model, checkpoint: Path, precision: str
+) -> ExportMeta:
+    """The metadata known before the gates run (their figures are added as measured)."""
+    notes: list[str] = []
+    classes, feature_names = _file_labels(trained, notes)
+    if spec.lengths and spec.kind != "dglstm" and has_cell_state(spec.kind):
+        notes.append(
+            "no c_n output: the CPU plugin runs a sequence op over all padded steps, so each "
+            "sequence's last state is read from the per-step outputs, which hold h but not c"
+        )
+    if spec.batch is not None:
+        notes.append(
+            f"stateful: h{'/c' if has_cell_state(spec.kind) else ''} carried inside the model "
+            f"between calls for a fixed batch of {spec.batch}; reset the infer request's state "
+            "to start a new stream"
+        )
+    inputs, outputs = _tensor_infos(spec, model)
+    tokens = spec.input_kind == "tokens"
+    return ExportMeta(
+        kind=spec.kind,
+        hidden_size=spec.hidden_size,
+        num_layers=spec.num_layers,
+        bidirectional=spec.bidirectional,
+        input_size=trained.spec.input_size,
+        output_size=spec.output_size,
+        parameters=sum(p.numel() for p in trained.model.parameters()),
+        task=trained.config.task.name,
+        input_kind=spec.input_kind,
+        target=trained.spec.target,
+        precision=precision,
+        stateful=spec.batch is not None,
+        batch=spec.batch,
+        inputs=inputs,
+        outputs=outputs,
+        embedding_dim=trained.config.model.embedding_dim if tokens else None,
+        vocab=list(trained.vocab.chars) if trained.vocab is not None else None,
+        classes=classes,
+        feature_names=feature_names,
+        task_options=dict(trained.config.task.options),
+        versions=_versions(),
+        source={
+            "checkpoint": str(checkpoint.resolve()),
+            "sha256": _sha256(checkpoint),
+            "step": trained.step,
+        },
+        notes=notes,
+    )
+
+
+def _parity_gate(
+    core: ov.Core,
+    xml: Path,
+    trained: Trained,
+    spec: GraphSpec,
+    precision: str,
+    say: Callable[[str], object],
+) -> dict[str, Any]:
+    """Run the saved IR against torch; refuse a model above its tolerance."""
+    say(f"  parity against torch (fp32) at INFERENCE_PRECISION_HINT=f32, {precision} weights:")
+    parity = run_parity(_compile_f32(core, xml), trained.model, spec, say=lambda s: say("  " + s))
+    tolerance = TOLERANCES.get(precision)  # int8 has a metric gate instead
+    parity.update(
+        {
+            "measure": "max |ir - torch| / max(1, max |torch|)",
+            "precision_hint": "f32",
+            "weights": precision,
+            "tolerance": tolerance,
+        }
+    )
+    if tolerance is not None and parity["max_error"] > tolerance:
+        raise UsageError(
+            f"the {precision} IR differs from the torch model by {parity['max_error']:.2e} "
+            f"(> {tolerance:g} allowed); nothing was written"
+        )
+    other = parity["other_hints"] = _other_precisions(core, xml, trained, spec)
+    bf16 = other["bf16"]
+    say(
+        f"  max error {parity['max_error']:.2e} (tolerance "
+        f"{'n/a' if tolerance is None else f'{tolerance:g}'}); at bf16 "
+        f"{bf16 if isinstance(bf16, str) else f'{bf16:.2e}'}; at the plugin's default "
+        f"({other['default']['hint']}) {other['default']['error']:.2e}"
+    )
+    return parity
+
+
 def export_model(
     source: str | Path,
     out: str | Path,
@@ -292,14 +405,7 @@ def export_model(
         model that fails its parity or metric gate.
     """
     t0 = time.perf_counter()
-    if precision not in EXPORT_PRECISIONS:
-        raise UsageError(
-            f"unknown precision {precision!r}; expected one of: {', '.join(EXPORT_PRECISIONS)}"
-        )
-    if not 1 <= batch <= 65536:
-        raise UsageError(f"--batch expects 1..65536 sequences, got {batch}")
-    if not 0.0 <= max_metric_drop <= 1.0:
-        raise UsageError(f"--max-metric-drop expects a fraction in 0..1, got {max_metric_drop}")
+    _check_options(precision, stateful, batch, max_metric_drop)
     out = Path(out)
     checkpoint = resolve_checkpoint(source)
     if out.exists() and not force:  # refuse before the slow part
@@ -313,114 +419,30 @@ def export_model(
 
     trained = load_trained(checkpoint, "fused")
     spec = graph_spec(trained, stateful=stateful, batch=batch)
-    if stateful and precision == "int8":
-        raise UsageError("--stateful exports fp32 or fp16; int8 is for whole-sequence models")
     say(
         f"export: {trained.config.task.name} {spec.kind} L={spec.num_layers} H={spec.hidden_size}"
         f"{' bidirectional' if spec.bidirectional else ''} from {checkpoint} (step {trained.step})"
     )
-    model = build_model(_numpy_weights(trained), spec)
-    counts = check_sequence_ops(model, spec)
-    ops_seen = {k: v for k, v in counts.items() if k in (*SEQUENCE_OPS.values(), "ReverseSequence")}
-    say(f"  graph: {', '.join(f'{v} {k}' for k, v in sorted(ops_seen.items()))}")
-    inputs, outputs = _tensor_infos(spec, model)
-    notes: list[str] = []
-    classes, feature_names = _file_labels(trained, notes)
-    if spec.lengths and spec.kind != "dglstm" and has_cell_state(spec.kind):
-        notes.append(
-            "no c_n output: the CPU plugin runs a sequence op over all padded steps, so each "
-            "sequence's last state is read from the per-step outputs, which hold h but not c"
-        )
-    quantization = None
-    if stateful:
-        from openvino._offline_transformations import apply_make_stateful_transformation
-
-        apply_make_stateful_transformation(model, {f"{s}_0": f"{s}_n" for s in spec.state_names})
-        inputs, outputs = _tensor_infos(spec, model)
-        notes.append(
-            f"stateful: h{'/c' if has_cell_state(spec.kind) else ''} carried inside the model "
-            f"between calls for a fixed batch of {batch}; reset the infer request's state to "
-            "start a new stream"
-        )
-
-    meta = ExportMeta(
-        kind=spec.kind,
-        hidden_size=spec.hidden_size,
-        num_layers=spec.num_layers,
-        bidirectional=spec.bidirectional,
-        input_size=trained.spec.input_size,
-        output_size=spec.output_size,
-        parameters=sum(p.numel() for p in trained.model.parameters()),
-        task=trained.config.task.name,
-        input_kind=spec.input_kind,
-        target=trained.spec.target,
-        precision=precision,
-        stateful=stateful,
-        batch=spec.batch,
-        inputs=inputs,
-        outputs=outputs,
-        embedding_dim=trained.config.model.embedding_dim if spec.input_kind == "tokens" else None,
-        vocab=list(trained.vocab.chars) if trained.vocab is not None else None,
-        classes=classes,
-        feature_names=feature_names,
-        task_options=dict(trained.config.task.options),
-        versions=_versions(),
-        source={
-            "checkpoint": str(checkpoint.resolve()),
-            "sha256": _sha256(checkpoint),
-            "step": trained.step,
-        },
-        notes=notes,
-    )
+    model = _build(trained, spec, say)
+    meta = _describe(trained, spec, model, checkpoint, precision)
 
     core = ov.Core()
     with _staging(out, force) as tmp:
-        xml = tmp / MODEL_FILE
         if precision == "int8":
             from nervana_lstm.export.quantize import quantize_model
 
-            model, quantization = quantize_model(
+            model, meta.quantization = quantize_model(
                 model, trained, spec, max_metric_drop=max_metric_drop, say=say
             )
-            meta.metric = quantization.get("metric")
-            meta.quantization = quantization
-            meta.notes += quantization.get("notes", [])
+            meta.metric = meta.quantization.get("metric")
+            meta.notes += meta.quantization.get("notes", [])
         for key, value in meta.rt_info().items():
             model.set_rt_info(value, ["nervana_lstm", key])
-        ov.save_model(model, str(xml), compress_to_fp16=precision == "fp16")
-
-        say(f"  parity against torch (fp32) at INFERENCE_PRECISION_HINT=f32, {precision} weights:")
-        compiled = _compile_f32(core, xml)
-        parity = run_parity(compiled, trained.model, spec, say=lambda s: say("  " + s))
-        tolerance = TOLERANCES.get(precision)
-        parity.update(
-            {
-                "measure": "max |ir - torch| / max(1, max |torch|)",
-                "precision_hint": "f32",
-                "weights": precision,
-                "tolerance": tolerance,
-            }
-        )
-        parity["other_hints"] = _other_precisions(core, xml, trained, spec)
-        meta.parity = parity
-        if tolerance is not None and parity["max_error"] > tolerance:
-            raise UsageError(
-                f"the {precision} IR differs from the torch model by {parity['max_error']:.2e} "
-                f"(> {tolerance:g} allowed); nothing was written to {out}"
-            )
-        other = parity["other_hints"]
-        bf16 = other["bf16"]
-        say(
-            f"  max error {parity['max_error']:.2e} (tolerance "
-            f"{'n/a' if tolerance is None else f'{tolerance:g}'}); at bf16 "
-            f"{bf16 if isinstance(bf16, str) else f'{bf16:.2e}'}; at the plugin's default "
-            f"({other['default']['hint']}) {other['default']['error']:.2e}"
-        )
-        meta.source["files"] = {
-            name: _sha256(tmp / name) for name in (MODEL_FILE, MODEL_FILE[:-4] + ".bin")
-        }
+        ov.save_model(model, str(tmp / MODEL_FILE), compress_to_fp16=precision == "fp16")
+        meta.parity = _parity_gate(core, tmp / MODEL_FILE, trained, spec, precision, say)
+        meta.source["files"] = {name: _sha256(tmp / name) for name in (MODEL_FILE, BIN_FILE)}
         write_meta(meta, tmp)
     seconds = time.perf_counter() - t0
-    say(f"wrote {out}/{MODEL_FILE}, {MODEL_FILE[:-4]}.bin and {META_FILE} in {seconds:.1f} s")
+    say(f"wrote {out}/{MODEL_FILE}, {BIN_FILE} and {META_FILE} in {seconds:.1f} s")
     sys.stdout.flush()
     return ExportResult(out, meta, seconds)

@@ -23,6 +23,7 @@ from typing import Any
 from nervana_lstm.errors import UsageError
 
 __all__ = [
+    "BIN_FILE",
     "FORMAT",
     "FORMAT_VERSION",
     "META_FILE",
@@ -38,6 +39,7 @@ FORMAT = "nervana-lstm-openvino"
 FORMAT_VERSION = 1
 META_FILE = "nervana_lstm.json"
 MODEL_FILE = "model.xml"
+BIN_FILE = "model.bin"
 #: the fields copied into the IR's rt_info (``nervana_lstm/<key>``)
 RT_INFO_KEYS = ("kind", "task", "precision", "stateful", "layout", "format_version")
 _MAX_META_BYTES = 64 * 1024 * 1024  # a vocabulary or class list, not a data set
