@@ -98,8 +98,28 @@ def test_cli_int8_gate_refuses_a_worse_model_and_leaves_nothing(runs, cli, tmp_p
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "--max-metric-drop" in done.stderr and "mse" in done.stderr
+    assert "with the LSTMSequence ops in float" in done.stderr  # the retry missed it too
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model")]
+
+
+def test_int8_recurrence_returns_to_float_only_when_int8_misses_the_budget(runs, tmp_path) -> None:
+    from nervana_lstm.export.exporter import export_model
+
+    result = export_model(runs["adding"], tmp_path / "m", precision="int8", say=lambda s: None)
+    q = result.meta.quantization
+    assert q["metric"] == "mse" and q["drop"] <= 0.01
+    figures, precisions = _recompute(tmp_path / "m", runs["adding"])
+    assert figures["mse"] == pytest.approx(q["int8"], rel=1e-6)
+    if q["recurrence"] == "int8":
+        assert q["method"] == "nncf.quantize" and "int8_all_layers" not in q["figures"]
+        assert set(precisions["RNNSeq"].split("/")) & {"u8", "i8"}
+    else:  # all-int8 cost more than 1%: the LSTMSequence stays float, and the notes say so
+        assert q["method"] == "nncf.quantize, LSTMSequence kept in float"
+        full = q["figures"]["int8_all_layers"]["mse"]
+        assert (full - q["fp32"]) / q["fp32"] > 0.01
+        assert precisions["RNNSeq"] == "f32"
+        assert any("LSTMSequence ops stay float" in n for n in result.meta.notes)
 
 
 def test_int8_files_task_is_gated_on_accuracy(runs, tmp_path) -> None:
