@@ -15,16 +15,24 @@
    training loop's own :func:`~nervana_lstm.train.loop.evaluate` (charlm carries
    the state across held-out batches and zeroes it where a batch says
    ``reset``), through :class:`CompiledAsTorch`;
-4. refuse (:func:`metric_gate`) an int8 model whose headline metric is worse
+4. where the int8 rnn/lstm sequence ops cost more than ``max_metric_drop``,
+   quantize again with them left in float (what
+   ``nncf.quantize_with_accuracy_control`` would do: return the costliest
+   layers to float; it raised inside NNCF 3.4 on these graphs), and say so;
+5. refuse (:func:`metric_gate`) an int8 model whose headline metric is worse
    than fp32's by more than ``max_metric_drop``, relative to the fp32 figure::
 
        drop = (int8 - fp32) / |fp32|     lower is better (bpc, mse, ce)
        drop = (fp32 - int8) / |fp32|     higher is better (accuracy)
 
-5. compile the int8 IR and record the precision each layer type runs in (the CPU
+6. compile the int8 IR and record the precision each layer type runs in (the CPU
    plugin's ``RNNSeq`` is a sequence op), so the metadata says what really ran.
    NNCF does not quantize a ``GRUSequence`` with ``linear_before_reset`` (what a
-   torch GRU is): its recurrence stays float, and the notes say so.
+   torch GRU is), nor (NNCF 3.4) an ``RNNSequence``: their recurrence stays float, and the
+   notes say so.
+
+The CPU plugin runs an int8 LSTM with one quantization range for its input and
+its hidden state; :func:`cover_state_range` gives both quantizers that range.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ __all__ = [
     "CALIBRATION_SEQUENCES",
     "CompiledAsTorch",
     "calibration_samples",
+    "cover_state_range",
     "evaluate_ir",
     "headline_metric",
     "metric_gate",

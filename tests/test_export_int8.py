@@ -21,20 +21,27 @@ from nervana_lstm.train.checkpoint import load_trained
 pytest.importorskip("nncf")
 pytest.importorskip("openvino")
 
-KINDS = {"charlm": "lstm", "adding": "lstm", "files": "lstm", "copy": "gru"}
+#: run name -> (task, kind)
+RUNS = {
+    "charlm": ("charlm", "lstm"),
+    "adding": ("adding", "lstm"),
+    "files": ("files", "lstm"),
+    "copy": ("copy", "gru"),
+    "files-rnn": ("files", "rnn"),
+}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """30-step runs: lstm charlm (carried states), adding, files (its own copy of the data), gru copy."""
+    """30-step runs: lstm charlm (carried states), adding, files (own copy of the data); gru, rnn."""
     root = tmp_path_factory.mktemp("int8")
     data = root / "sines.csv"
     shutil.copy(REPO / "configs/data/sines.csv", data)
     out = {}
-    for name, kind in KINDS.items():
-        config = tiny(name)
+    for name, (task, kind) in RUNS.items():
+        config = tiny(task)
         config["model"]["kind"] = kind
-        if name == "files":
+        if task == "files":
             config["task"]["options"]["path"] = str(data)
         result, _ = train(config, root / name)
         assert result.exit_code == 0
@@ -144,6 +151,16 @@ def test_int8_gru_says_its_recurrence_stayed_float(runs, tmp_path) -> None:
     assert q["runtime_precisions"]["RNNSeq"] == "f32"
     assert any("GRUSequence" in n and "float" in n for n in result.meta.notes)
     assert any("linear_before_reset" in line for line in lines)
+
+
+def test_int8_rnn_says_nncf_left_its_recurrence_float(runs, tmp_path) -> None:
+    from nervana_lstm.export.exporter import export_model
+
+    result = export_model(runs["files-rnn"], tmp_path / "m", precision="int8", say=lambda s: None)
+    q = result.meta.quantization
+    assert q["recurrence"] == "float" and q["runtime_precisions"]["RNNSeq"] == "f32"
+    assert any("left the recurrent sequence ops in float" in n for n in result.meta.notes)
+    assert result.meta.precision == "int8"
 
 
 def test_int8_needs_the_training_data(runs, tmp_path) -> None:
