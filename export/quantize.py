@@ -245,7 +245,8 @@ def calibration_samples(
     from nervana_lstm.train.progress import reset_rows
 
     stateful = fp32.spec.state_inputs
-    batches = max(1, math.ceil(sequences / batch_size))
+    # a stateful task needs two batches at least, or no calibration state is carried
+    batches = max(2 if stateful else 1, math.ceil(sequences / batch_size))
     samples: list[dict[str, np.ndarray]] = []
     state: Any = None
     count = 0

@@ -28,6 +28,7 @@ RUNS = {
     "files": ("files", "lstm"),
     "copy": ("copy", "gru"),
     "files-rnn": ("files", "rnn"),
+    "dglstm": ("adding", "dglstm"),
 }
 
 
@@ -41,6 +42,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name, (task, kind) in RUNS.items():
         config = tiny(task)
         config["model"]["kind"] = kind
+        if kind == "dglstm":
+            config["model"]["num_layers"] = 2
         if task == "files":
             config["task"]["options"]["path"] = str(data)
         result, _ = train(config, root / name)
@@ -161,6 +164,24 @@ def test_int8_rnn_says_nncf_left_its_recurrence_float(runs, tmp_path) -> None:
     assert q["recurrence"] == "float" and q["runtime_precisions"]["RNNSeq"] == "f32"
     assert any("left the recurrent sequence ops in float" in n for n in result.meta.notes)
     assert result.meta.precision == "int8"
+
+
+def test_int8_dglstm_is_refused_cleanly_or_says_what_ran(runs, tmp_path) -> None:
+    """NNCF 3.4 cannot read the DG-LSTM's TensorIterator graph: a clear error, nothing written."""
+    from nervana_lstm.export.exporter import export_model
+
+    out = tmp_path / "m"
+    try:
+        result = export_model(runs["dglstm"], out, precision="int8", say=lambda s: None)
+    except UsageError as exc:
+        assert "could not quantize the dglstm graph" in str(exc)
+        assert "fp32 or fp16" in str(exc)
+        assert not out.exists() and not list(tmp_path.iterdir())
+        return
+    q = result.meta.quantization
+    assert q["recurrence"] in ("int8", "float") and q["drop"] <= 0.01
+    if q["recurrence"] == "float":
+        assert any("TensorIterator" in n for n in result.meta.notes)
 
 
 def test_int8_needs_the_training_data(runs, tmp_path) -> None:
