@@ -371,7 +371,57 @@ def _nncf_quantize(
             f"NNCF {dist_version('nncf')} could not quantize the {spec.kind} graph "
             f"({type(exc).__name__}: {exc}); export it as fp32 or fp16"
         ) from None
-    return quantized, cover_state_range(quantized)
+    ranges = cover_state_range(quantized)
+    cover_hidden_outputs(quantized)
+    return quantized, ranges
+
+
+#: ops that move or select values without changing them
+_VIEW_OPS = frozenset(
+    {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Gather", "Slice", "StridedSlice",
+     "ReverseSequence", "VariadicSplit", "Split"}
+)  # fmt: skip
+
+
+def _from_recurrence(output: Any) -> bool:
+    """Whether ``output`` is a recurrent layer's ``h``, possibly moved or selected."""
+    node = output.get_node()
+    while node.get_type_name() in _VIEW_OPS:
+        node = node.input_value(0).get_node()
+    kind = node.get_type_name()
+    return kind.endswith("Sequence") or kind == "TensorIterator"
+
+
+def cover_hidden_outputs(model: ov.Model) -> int:
+    """Widen the quantizers of recurrent outputs (``h``, read by the head) to hold [-1, 1].
+
+    ``h = o * tanh(c)`` always lies in [-1, 1], but calibration sees only the
+    part of that range the training text drives it to. An input unlike the
+    calibration data (random tokens, for instance) then has its ``h`` clipped
+    before the head, and logits were off by 0.7 of their magnitude on the
+    default charlm model. Quantizers of a sequence op's own ``X``/``H`` inputs are
+    set by :func:`cover_state_range`; this covers the others. Returns how many
+    quantizers were widened.
+    """
+    import openvino.opset13 as ops
+
+    widened = 0
+    for fq in model.get_ordered_ops():
+        if fq.get_type_name() != "FakeQuantize" or fq in _sequence_quantizers(model):
+            continue
+        if not _from_recurrence(fq.input_value(0)):
+            continue
+        for lo_port, hi_port in ((1, 2), (3, 4)):
+            lo = fq.input_value(lo_port).get_node().get_data()
+            hi = fq.input_value(hi_port).get_node().get_data()
+            fq.input(lo_port).replace_source_output(
+                ops.constant(np.minimum(lo, -1.0).astype(np.float32)).output(0)
+            )
+            fq.input(hi_port).replace_source_output(
+                ops.constant(np.maximum(hi, 1.0).astype(np.float32)).output(0)
+            )
+        widened += 1
+    return widened
 
 
 def _quantized_bodies(model: ov.Model) -> dict[str, bool]:
@@ -412,6 +462,11 @@ def quantize_model(
     if dist_version("nncf") is None:
         raise UsageError("int8 export needs NNCF (pip install nncf); it is not installed")
     import openvino as ov
+
+    from nervana_lstm.backends import quiet_native_output
+
+    with quiet_native_output():  # NNCF's torch probe prints a CUDA notice on CPU-only hosts
+        import nncf  # noqa: F401
 
     cfg = trained.config
     metric, higher = headline_metric(cfg.task.name, trained.spec.target)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nervana_lstm.errors import UsageError
 from nervana_lstm.perf.ir_timing import (
     TIMED,
     IrSettings,
@@ -58,6 +59,7 @@ __all__ = [
     "build_torch_stream",
     "make_case",
     "model_spec",
+    "task_inputs",
 ]
 
 #: an exported IR's directory, or why there is none: :class:`Unavailable` where the
@@ -125,19 +127,55 @@ def _named_torch(out: tuple[Any, Any], per_step: bool) -> dict[str, np.ndarray]:
     return {"logits": logits.numpy(), "h_n": h.float().transpose(0, 1).numpy()}
 
 
+def task_inputs(trained: Trained, batch: int, steps: int, seed: int) -> torch.Tensor | None:
+    """``batch`` sequences of ``steps`` steps from the task's own training data, time-major.
+
+    A model is timed and checked on the data it was made for: an int8 model is
+    calibrated on that data and is only promised to keep the task's metric
+    there (random tokens drive its quantized state out of the calibrated
+    range). None when the data cannot be rebuilt; the caller then draws random
+    inputs. Consecutive training batches are joined to reach ``steps``; a
+    ``files`` task takes its sequences of at least ``steps`` steps, cut to ``steps``.
+    """
+    import torch
+
+    from nervana_lstm.export.quantize import rebuild_task
+
+    try:
+        task = rebuild_task(trained)
+    except UsageError:
+        return None
+    if trained.config.task.name == "files":
+        long_enough = [s for s in task.seqs if len(s) >= steps]
+        if not long_enough:
+            return None
+        picks = [long_enough[i % len(long_enough)][:steps] for i in range(batch)]
+        return torch.stack(picks, 1)  # (T, N, F)
+    pieces, have, step = [], 0, seed
+    while have < steps:
+        x = task.train_batch(step, batch).x  # (T', N[, F])
+        pieces.append(x)
+        have += x.shape[0]
+        step += 1
+    return torch.cat(pieces)[:steps]
+
+
 def make_case(
     trained: Trained, gspec: GraphSpec, label: str, mode: str, batch: int, steps: int, seed: int
 ) -> ModelCase:
-    """Seeded inputs of ``batch`` sequences of ``steps`` steps, and the torch fp32 reference."""
+    """``batch`` sequences of ``steps`` steps (the task's data, else seeded random) and the
+    torch fp32 reference."""
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
-    spec = trained.spec
-    if spec.input_kind == "tokens":
-        # the last id is the unknown character, never fed in training or sampling
-        x = torch.randint(0, max(spec.input_size - 1, 1), (steps, batch), generator=gen)
-    else:
-        x = torch.randn(steps, batch, spec.input_size, generator=gen)  # (T, N, F)
+    x = task_inputs(trained, batch, steps, seed)
+    if x is None:
+        gen = torch.Generator().manual_seed(seed)
+        spec = trained.spec
+        if spec.input_kind == "tokens":
+            # the last id is the unknown character, never fed in training or sampling
+            x = torch.randint(0, max(spec.input_size - 1, 1), (steps, batch), generator=gen)
+        else:
+            x = torch.randn(steps, batch, spec.input_size, generator=gen)  # (T, N, F)
     feed = {"x": np.ascontiguousarray(x.transpose(0, 1).numpy())}  # batch first
     if gspec.lengths:
         feed["lengths"] = np.full(batch, steps, dtype=np.int64)
