@@ -98,19 +98,35 @@ def test_cli_int8_charlm_carries_states_and_its_figures_recompute(runs, cli, tmp
     assert any("nncf.quantize" in n for n in meta["notes"])
 
 
-def test_cli_int8_gate_refuses_a_worse_model_and_leaves_nothing(runs, cli, tmp_path) -> None:
-    """The tiny adding model loses a few percent of its MSE to int8: no drop at all is allowed."""
+def test_int8_gate_refuses_a_worse_model_and_leaves_nothing(runs, tmp_path, monkeypatch) -> None:
+    """An int8 model scoring worse than the budget, both tries, is refused; nothing is written.
+
+    Whether a tiny model really loses metric to int8 depends on its training, so
+    the held-out figures of every int8 try are made 5% worse than what was measured.
+    """
+    from nervana_lstm.export import exporter, quantize
+
+    measured = quantize.evaluate_ir
+    calls: list[int] = []
+
+    def worse_int8(*args, **kwargs):
+        figures = dict(measured(*args, **kwargs))
+        calls.append(1)
+        if len(calls) > 1:  # the first call scores the fp32 IR
+            figures["mse"] *= 1.05
+        return figures
+
+    monkeypatch.setattr(quantize, "evaluate_ir", worse_int8)
     out = tmp_path / "model"
-    done = cli(
-        "export", str(runs["adding"]), "--out", str(out), "--precision", "int8",
-        "--max-metric-drop", "0",
-    )  # fmt: skip
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
-    assert "--max-metric-drop" in done.stderr and "mse" in done.stderr
-    assert "with the LSTMSequence ops in float" in done.stderr  # the retry missed it too
-    assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".model")]
+    with pytest.raises(UsageError) as caught:
+        exporter.export_model(
+            runs["adding"], out, precision="int8", max_metric_drop=0.01, say=lambda s: None
+        )
+    text = str(caught.value)
+    assert "--max-metric-drop" in text and "mse" in text
+    assert "with the LSTMSequence ops in float" in text  # the retry missed it too
+    assert len(calls) == 3
+    assert list(tmp_path.iterdir()) == []  # no model, no temp directory
 
 
 def test_int8_recurrence_returns_to_float_only_when_int8_misses_the_budget(runs, tmp_path) -> None:
@@ -242,3 +258,27 @@ def test_headline_metrics() -> None:
     assert headline_metric("files", "regress_last") == ("mse", False)
     with pytest.raises(UsageError, match="expected"):
         headline_metric("nope", "regress_last")
+
+
+def test_quantizers_of_recurrent_outputs_hold_the_whole_range_of_h(runs, tmp_path) -> None:
+    """``h`` lies in [-1, 1]; a quantizer reading it must not clip any part of that."""
+    import openvino as ov
+
+    from nervana_lstm.export import exporter
+
+    out = tmp_path / "model"
+    exporter.export_model(runs["charlm"], out, precision="int8", say=lambda s: None)
+    model = ov.Core().read_model(str(out / "model.xml"))
+    found = 0
+    for fq in model.get_ordered_ops():
+        if fq.get_type_name() != "FakeQuantize":
+            continue
+        source = fq.input_value(0).get_node()
+        while source.get_type_name() in ("Reshape", "Transpose", "Squeeze", "Gather", "Slice"):
+            source = source.input_value(0).get_node()
+        if source.get_type_name() == "LSTMSequence":
+            found += 1
+            for lo, hi in ((1, 2), (3, 4)):
+                assert fq.input_value(lo).get_node().get_data().max() <= -1.0
+                assert fq.input_value(hi).get_node().get_data().min() >= 1.0
+    assert found >= 1
