@@ -155,7 +155,10 @@ def render_model_section(results: dict[str, Any]) -> list[str]:
         "- IRs: " + "; ".join(f"{k}: {v}" for k, v in m["irs"].items()),
         "- every row's outputs were compared with the torch fp32 model's on the same inputs "
         "before timing (`proof.check`); tolerances "
-        + ", ".join(f"{k} {v:g}" for k, v in m["tolerances"].items()),
+        + ", ".join(
+            f"{k} {v:g}" if v is not None else f"{k}: top-1 agreement and the export's metric gate"
+            for k, v in m["tolerances"].items()
+        ),
         "",
         "Ratios are speedups (baseline median / candidate median; above 1 the candidate is "
         "faster), from rows timed round-robin in this run.",
