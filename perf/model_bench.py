@@ -79,6 +79,8 @@ DEFAULT_FILES_STEPS = 50
 #: ``quantization``), and here its outputs must be finite and agree in top-1 class
 #: with fp32 torch on most positions (:data:`INT8_MIN_AGREEMENT`).
 TOLERANCES: dict[str, float | None] = {"fp32": 1e-4, "bf16": 5e-2, "int8": None}
+#: seconds between groups of rows, for the previous runtime's worker threads to park
+SETTLE_S = 0.5
 #: int8 classification rows: least fraction of positions whose top class matches torch fp32
 INT8_MIN_AGREEMENT = 0.8
 
@@ -300,6 +302,40 @@ def _row(task: str, case: ModelCase, mv_spec: Any, label: str) -> Row:
     )
 
 
+#: the order runtimes are timed in; IPEX last, since importing it changes stock torch
+RUNTIME_ORDER = ("torch", "openvino", "ipex")
+
+
+def runtime_of(row: Row) -> str:
+    """Which runtime a row's call runs in: ``torch`` (stock), ``openvino`` or ``ipex``."""
+    if row.impl.startswith("openvino"):
+        return "openvino"
+    return "ipex" if row.impl == "ipex" else "torch"
+
+
+def by_runtime(groups: list[list[Planned]]) -> list[list[Planned]]:
+    """Each shape's rows split by runtime, every stock torch group first and IPEX's last.
+
+    Two effects, both measured on the default charlm model (2 threads, AMD EPYC):
+
+    * importing IPEX replaces CPU kernels process-wide: stock torch's fp32 LSTM
+      forward went from 9.3 ms to 17.8 ms in the same process once
+      ``intel_extension_for_pytorch`` was imported, so the stock rows are timed
+      before any IPEX row is built (the first IPEX build imports it);
+    * interleaved in one round-robin, torch's and OpenVINO's worker threads
+      contend on 2 cores: the f32 IR measured 11.3 ms between torch calls and
+      7.1-7.6 ms among IR calls only. So rows are interleaved only with rows of
+      their own runtime, each group after a pause (:data:`SETTLE_S`).
+    """
+    parts: dict[str, list[list[Planned]]] = {name: [] for name in RUNTIME_ORDER}
+    for group in groups:
+        for name in RUNTIME_ORDER:
+            members = [m for m in group if runtime_of(m[0]) == name]
+            if members:
+                parts[name].append(members)
+    return [g for name in RUNTIME_ORDER for g in parts[name]]
+
+
 def _plan(
     trained: Trained,
     cases: dict[str, ModelCase],
@@ -432,9 +468,10 @@ def run_model_bench(
                 trained, gspec, "streaming: N=1, one step per call", "stream", 1, steps, 3
             ),
         }
-        groups = _plan(trained, cases, irs, settings)
+        groups = by_runtime(_plan(trained, cases, irs, settings))
         with quiet_known_warnings():
             for group in groups:
+                time.sleep(SETTLE_S)  # the previous group's thread pool parks
                 measure_group(group, settings, log)
         phases["measure_s"] = round(time.perf_counter() - mark, 1)
     rows = [row for group in groups for row, _, _ in group]

@@ -359,8 +359,23 @@ def build_ir(
     notes = [f"IR compiled with {settings.describe()}"]
     if "lengths" in case.feed:
         notes.append("the IR takes lengths (all at full length); torch runs without them")
+    if dtype == "int8":
+        notes += _int8_notes(Path(ir))  # type: ignore[arg-type]  # _compile raised if not a Path
     variant = Variant(spec, call, backend, build_s=build_s, proof=proof, notes=notes)
     return ModelVariant(variant, outputs)
+
+
+def _int8_notes(directory: Path) -> list[str]:
+    """What the int8 export says about its recurrence: int8, or kept in float and why."""
+    from nervana_lstm.export.metadata import read_meta
+
+    quantization = read_meta(directory).quantization or {}
+    if quantization.get("recurrence") == "int8":
+        return []
+    return [
+        "the recurrence runs in float in this int8 IR, only the other layers in 8 bits: "
+        + "; ".join(n for n in quantization.get("notes", []) if "float" in n)
+    ]
 
 
 def build_ir_stream(

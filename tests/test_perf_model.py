@@ -308,3 +308,25 @@ def test_int8_rows_are_held_to_top1_agreement_not_an_output_bound() -> None:
     assert not check_outputs(broken, ref, "int8")["ok"]
     # fp32 keeps its bound: the same shift is an error there
     assert not check_outputs(shifted, ref, "fp32")["ok"]
+
+
+def test_rows_are_timed_with_their_own_runtime_and_ipex_last() -> None:
+    """Stock torch rows run before IPEX is imported; runtimes are never interleaved."""
+    from nervana_lstm.perf.model_bench import by_runtime
+
+    def planned(impl: str, shape: str):
+        return (SimpleNamespace(impl=impl, id=f"{shape}/{impl}"), None, {})
+
+    shapes = [
+        [planned(i, s) for i in ("onednn", "ipex", "openvino", "openvino:timed")]
+        for s in ("throughput", "latency")
+    ]
+    order = [[row.id for row, _, _ in group] for group in by_runtime(shapes)]
+    assert order == [
+        ["throughput/onednn"],
+        ["latency/onednn"],
+        ["throughput/openvino", "throughput/openvino:timed"],
+        ["latency/openvino", "latency/openvino:timed"],
+        ["throughput/ipex"],
+        ["latency/ipex"],
+    ]
