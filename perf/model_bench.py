@@ -7,10 +7,11 @@ Order of work in :func:`run_model_bench`:
 3. export it into a temp directory with :func:`~nervana_lstm.export.exporter.export_model`:
    f32 weights; int8 where ``nervana_lstm.export.quantize`` exists and the
    export's metric gate accepts it; a stateful IR with a batch of 1;
-4. three shapes, each a group of rows timed round-robin
-   (:func:`~nervana_lstm.perf.runner.time_interleaved`): throughput (batch 64),
-   latency (batch 1), both over the task's sequence length, and streaming (one
-   step per call, the state carried);
+4. three shapes: throughput (batch 64), latency (batch 1), both over the
+   task's sequence length, and streaming (one step per call, the state
+   carried); each shape's rows timed round-robin
+   (:func:`~nervana_lstm.perf.runner.time_interleaved`) with the rows of their
+   own runtime, stock torch first, then OpenVINO, then IPEX (:func:`by_runtime`);
 5. before any row is timed its outputs are compared with the torch fp32 model's
    on the same inputs (:data:`TOLERANCES`); a row that differs is an ``error``
    and is not timed;
@@ -549,12 +550,11 @@ def _notes(trained: Trained, settings: ModelBenchSettings) -> list[str]:
         f"torch runs with torch.set_num_threads({settings.threads}) (OpenMP); OpenVINO with "
         f"INFERENCE_NUM_THREADS={settings.threads} (its own thread pool); torch "
         f"{torch.__version__}, thread variables {env}",
-        "rows of one shape are timed round-robin, so load drift hits every path alike; "
-        "torch's OpenMP threads may spin for a while after a torch call (OMP_WAIT_POLICY "
-        "unset), taking cores from the OpenVINO call that follows: run again with "
-        "OMP_WAIT_POLICY=PASSIVE to see whether that costs OpenVINO time",
-        "IPEX, once imported for its rows, stays loaded for the rest of the run (as in the "
-        "suite bench), so later torch rows run with its kernel registrations in place",
+        "rows are timed round-robin with the rows of the same shape and runtime only, each "
+        f"group after a {SETTLE_S:g} s pause: torch's and OpenVINO's worker threads slowed "
+        "each other when interleaved on 2 cores",
+        "stock torch rows run first, before IPEX is imported for its rows (last): importing "
+        "IPEX replaces CPU kernels process-wide, and made stock torch's fp32 LSTM 1.9x slower",
         "FLOPs count the recurrent stack only (embedding lookups and the head are left out)",
         f"OpenVINO rows: {TIMED.describe()}; --ov-settings times the IR under each setting of "
         "nervana_lstm.perf.ir_timing.SETTINGS_LADDER",

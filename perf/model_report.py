@@ -1,8 +1,8 @@
 """The ratios ``bench --model`` is judged by, and the report section that states them.
 
 Every ratio is a speedup: the baseline's median time over the candidate's, so
-above 1 the candidate is faster. Both come from the same run and the same
-round-robin group (see :mod:`~nervana_lstm.perf.model_bench`):
+above 1 the candidate is faster. Both come from the same run, each timed
+round-robin among the rows of its own runtime (see :mod:`~nervana_lstm.perf.model_bench`):
 
 =========================================  ============================  ======
 ratio                                      candidate / baseline          target
@@ -161,7 +161,7 @@ def render_model_section(results: dict[str, Any]) -> list[str]:
         ),
         "",
         "Ratios are speedups (baseline median / candidate median; above 1 the candidate is "
-        "faster), from rows timed round-robin in this run.",
+        "faster), from one run; each runtime's rows are timed round-robin among themselves.",
         "",
         "| ratio | shape | dtype | value | target | result |",
         "|---|---|---|---:|---:|---|",
