@@ -413,13 +413,27 @@ def build_stack(
     return x, [s[0] if len(s) == 1 else ops.concat(s, 1) for s in finals]
 
 
+def _named_model(
+    spec: GraphSpec, first: str, output: Any, finals: list[Any], params: list[Any], name: str
+) -> ov.Model:
+    """The model with outputs ``first``, ``h_n`` (, ``c_n``) and inputs named as their parameters."""
+    import openvino as ov
+
+    outputs = [output, *finals]
+    names = [first, *(f"{s}_n" for s in spec.state_names[: len(finals)])]
+    for node, label in zip(outputs, names, strict=True):
+        _port(node).get_tensor().set_names({label})
+    for p in params:
+        p.output(0).get_tensor().set_names({p.get_friendly_name()})
+    return ov.Model([_port(n) for n in outputs], params, name)
+
+
 def build_model(weights: Mapping[str, np.ndarray], spec: GraphSpec) -> ov.Model:
     """The whole model (module docstring) from a trained model's weights.
 
     ``weights`` maps the checkpoint's parameter names (``embed.weight``,
     ``rnn.weight_ih_l0`` ..., ``head.weight``, ``head.bias``) to float arrays.
     """
-    import openvino as ov
     import openvino.opset13 as ops
 
     if spec.kind not in SEQUENCE_OPS:
@@ -466,13 +480,7 @@ def build_model(weights: Mapping[str, np.ndarray], spec: GraphSpec) -> ov.Model:
         ops.matmul(y, _const(ops, _weight(weights, "head.weight"), np.float32), False, True),
         _const(ops, _weight(weights, "head.bias"), np.float32),
     )
-    outputs = [logits, *finals]
-    names = ["logits", *(f"{s}_n" for s in spec.state_names[: len(finals)])]
-    for node, name in zip(outputs, names, strict=True):
-        _port(node).get_tensor().set_names({name})
-    for p in params:
-        p.output(0).get_tensor().set_names({p.get_friendly_name()})
-    return ov.Model([_port(n) for n in outputs], params, f"nervana_lstm_{spec.kind}")
+    return _named_model(spec, "logits", logits, finals, params, f"nervana_lstm_{spec.kind}")
 
 
 def build_stack_model(
@@ -505,7 +513,6 @@ def build_stack_model(
     With ``lengths``, a stack of sequence ops has no ``c_n`` (see
     :func:`build_stack`); a DG-LSTM stack of two or more layers keeps it.
     """
-    import openvino as ov
     import openvino.opset13 as ops
 
     if spec.kind not in SEQUENCE_OPS:
@@ -538,13 +545,7 @@ def build_stack_model(
         y = ops.transpose(y, swap)
     if torch_states:
         finals = [ops.transpose(s, swap) for s in finals]
-    outputs = [y, *finals]
-    names = ["y", *(f"{s}_n" for s in spec.state_names[: len(finals)])]
-    for node, name in zip(outputs, names, strict=True):
-        _port(node).get_tensor().set_names({name})
-    for p in params:
-        p.output(0).get_tensor().set_names({p.get_friendly_name()})
-    return ov.Model([_port(n) for n in outputs], params, f"nervana_lstm_{spec.kind}_stack")
+    return _named_model(spec, "y", y, finals, params, f"nervana_lstm_{spec.kind}_stack")
 
 
 def sequence_op_counts(model: ov.Model) -> dict[str, int]:

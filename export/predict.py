@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from nervana_lstm.data.file_formats import finite_number
 from nervana_lstm.errors import UsageError
 from nervana_lstm.export.examples import task_examples
 from nervana_lstm.export.metadata import ExportMeta
@@ -283,7 +283,7 @@ def stdin_chunks(
         if len(row) != len(header):
             raise UsageError(f"stdin:{line}: {len(row)} fields, expected {len(header)}")
         sid = row[header.index("sequence_id")].strip()
-        t = _number(row[header.index("t")], f"stdin:{line}, column 't'")
+        t = finite_number(row[header.index("t")], f"stdin:{line}, column 't'")
         if sid not in queues:
             if len(queues) == batch:
                 raise UsageError(
@@ -299,7 +299,7 @@ def stdin_chunks(
             )
         last_t[sid] = t
         queues[sid].append(
-            [_number(row[i], f"stdin:{line}, column '{header[i]}'") for i in features]
+            [finite_number(row[i], f"stdin:{line}, column '{header[i]}'") for i in features]
         )
         if len(queues) == batch and all(len(q) >= chunk for q in queues.values()):
             yield _take(queues, chunk, meta, ids)
@@ -318,16 +318,6 @@ def stdin_chunks(
         )
     if left.pop():
         yield _take(queues, chunk, meta, ids)
-
-
-def _number(text: str, where: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{where}: {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise UsageError(f"{where}: {text!r} is not a finite number")
-    return value
 
 
 def _take(

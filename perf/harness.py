@@ -243,12 +243,8 @@ def _measure_group(members: list[tuple[Row, Planned]], d: Any, log: Callable[[st
         for row, _ in members:
             if row.id not in timings:
                 continue
-            variant, timing = variants[row.id], timings[row.id].as_dict()
-            row.status, row.timing = "ok", timing
-            row.backend, row.build_s = variant.backend, variant.build_s
-            row.notes += variant.notes
-            if variant.proof:
-                row.proof["openvino"] = variant.proof
+            timing = timings[row.id].as_dict()
+            row.record(variants[row.id], timing)
             log(f"ok    {row.id}: {timing['median_ms']:.3f} ms (IQR {timing['iqr_pct']:.1f}%)")
     variants.clear()
     gc.collect()
@@ -299,8 +295,7 @@ def run_suite(
     ``log`` receives one line per step (default: stderr); ``command`` is the
     command line recorded in the document (``None`` when there is none).
     """
-    from nervana_lstm.perf.runner import affinity, timer_overhead
-    from nervana_lstm.platform_info import allocator, collect_info
+    from nervana_lstm.perf.runner import timer_overhead
 
     log = log or _stderr_log
     d = suite.defaults
@@ -367,6 +362,24 @@ def run_suite(
                 k: getattr(sel, k) for k in ("kinds", "impls", "modes", "dtypes", "threads")
             },
         },
+        **run_record(overhead, peaks, started, phases, command),
+        "rows": [row.to_dict() for row in rows],
+    }
+
+
+def run_record(
+    overhead: Any,
+    peaks: dict[str, dict[str, Any]],
+    started: float,
+    phases: dict[str, Any],
+    command: str | None,
+) -> dict[str, Any]:
+    """What every ``results.json`` says about its run: the machine, its threads and
+    allocator, the timer's overhead, the GEMM peaks, when, how long and how it was run."""
+    from nervana_lstm.perf.runner import affinity
+    from nervana_lstm.platform_info import allocator, collect_info
+
+    return {
         "machine": collect_info(),
         "affinity": affinity(),
         "allocator": allocator(),
@@ -376,7 +389,6 @@ def run_suite(
         "wall_s": round(time.time() - started, 1),
         "phases": phases,
         "command": command,
-        "rows": [row.to_dict() for row in rows],
     }
 
 

@@ -228,12 +228,7 @@ def measure_group(
     for row, _, _ in members:
         if row.id not in timings:
             continue
-        v = built[row.id].variant
-        row.status, row.timing = "ok", timings[row.id].as_dict()
-        row.backend, row.build_s = v.backend, round(v.build_s, 3)
-        row.notes += v.notes
-        if v.proof:
-            row.proof["openvino"] = v.proof
+        row.record(built[row.id].variant, timings[row.id].as_dict())
         log(f"ok    {row.id}: {row.timing['median_ms']:.3f} ms")
     built.clear()
     gc.collect()
@@ -424,9 +419,9 @@ def run_model_bench(
         UsageError: ``source`` is not a run directory or a checkpoint.
     """
     from nervana_lstm.export.exporter import graph_spec, resolve_checkpoint
+    from nervana_lstm.perf.harness import run_record
     from nervana_lstm.perf.peak import measure_gemm_peak
-    from nervana_lstm.perf.runner import affinity, timer_overhead
-    from nervana_lstm.platform_info import allocator, collect_info
+    from nervana_lstm.perf.runner import timer_overhead
     from nervana_lstm.train.checkpoint import load_trained
 
     log = log or _stderr_log
@@ -506,15 +501,7 @@ def run_model_bench(
             "selection": {"model": str(source), "threads": [settings.threads]},
             "model_bench": asdict(settings),
         },
-        "machine": collect_info(),
-        "affinity": affinity(),
-        "allocator": allocator(),
-        "timer_overhead": overhead.as_dict(),
-        "peaks": peaks,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "wall_s": round(time.time() - started, 1),
-        "phases": phases,
-        "command": command,
+        **run_record(overhead, peaks, started, phases, command),
         "model": {
             "checkpoint": str(checkpoint),
             "step": trained.step,

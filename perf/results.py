@@ -93,6 +93,18 @@ class Row:
         """Mark the row as not measured (``n/a``, ``skipped`` or ``error``) with its reason."""
         self.status, self.reason = status, reason
 
+    def record(self, variant: Any, timing: dict[str, Any]) -> None:
+        """Mark the row ``ok`` with its timing and what its variant says of itself.
+
+        ``variant`` is a :class:`~nervana_lstm.perf.spec.Variant`: its backend,
+        build time, notes, and the OpenVINO proof where it has one.
+        """
+        self.status, self.timing = "ok", timing
+        self.backend, self.build_s = variant.backend, round(variant.build_s, 3)
+        self.notes += variant.notes
+        if variant.proof:
+            self.proof["openvino"] = variant.proof
+
 
 #: the keys of every row, in the order they are written
 ROW_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Row))

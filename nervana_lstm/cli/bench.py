@@ -27,6 +27,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from nervana_lstm.choices import BENCH_DTYPES, BENCH_IMPLS, KINDS, MODES
 from nervana_lstm.errors import UsageError
@@ -283,16 +284,21 @@ def _run_model(args: argparse.Namespace, given: list[str]) -> int:
     command = " ".join(["nervana-lstm", *sys.argv[1:]]) if sys.argv else None
     results = run_model_bench(args.model, settings, command=command)
     paths = write_report(results, out)
-    counts: dict[str, int] = {}
-    for row in results["rows"]:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    print(f"bench {results['suite']['name']}: {summary} in {results['wall_s']} s", file=sys.stderr)
+    _print_counts(results, results["suite"]["name"])
     for ratio in results["model"]["ratios"]:
         print(f"  {ratio['name']} ({ratio['dtype']}): {ratio['detail']}", file=sys.stderr)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
+
+
+def _print_counts(results: dict[str, Any], name: str) -> None:
+    """One stderr line: how many rows ended in each status, and the run's wall time."""
+    counts: dict[str, int] = {}
+    for row in results["rows"]:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"bench {name}: {summary} in {results['wall_s']} s", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -342,11 +348,7 @@ def run(args: argparse.Namespace) -> int:
     command = " ".join(["nervana-lstm", *sys.argv[1:]]) if sys.argv else None
     results = run_suite(suite, sel, command=command)
     paths = write_report(results, out)
-    counts: dict[str, int] = {}
-    for row in results["rows"]:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    print(f"bench {suite.name}: {summary} in {results['wall_s']} s", file=sys.stderr)
+    _print_counts(results, suite.name)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0

@@ -48,7 +48,13 @@ import numpy as np
 
 from nervana_lstm.errors import UsageError
 
-__all__ = ["SequenceFile", "read_csv", "read_npz", "read_sequences"]
+__all__ = [
+    "SequenceFile",
+    "finite_number",
+    "read_csv",
+    "read_npz",
+    "read_sequences",
+]
 
 Kind = Literal["classify", "regress"]
 ID, TIME, TARGET = "sequence_id", "t", "target"
@@ -65,7 +71,8 @@ class SequenceFile:
     ids: list[str] | None = None  # the CSV's sequence ids in order of first appearance
 
 
-def _number(text: str, where: str) -> float:
+def finite_number(text: str, where: str) -> float:
+    """``text`` as a finite float; UsageError naming ``where`` otherwise."""
     try:
         value = float(text)
     except ValueError:
@@ -112,13 +119,13 @@ def read_csv(path: str, kind: Kind | None) -> SequenceFile:
         if len(row) != len(header):
             raise UsageError(f"{path}:{line}: {len(row)} fields, expected {len(header)}")
         sid = row[col[ID]].strip()
-        t = _number(row[col[TIME]], f"{path}:{line}, column '{TIME}'")
-        x = [_number(row[col[c]], f"{path}:{line}, column '{c}'") for c in features]
+        t = finite_number(row[col[TIME]], f"{path}:{line}, column '{TIME}'")
+        x = [finite_number(row[col[c]], f"{path}:{line}, column '{c}'") for c in features]
         steps.setdefault(sid, []).append((t, x, line))
         target = row[col[TARGET]].strip() if kind is not None else ""
         if target:
             if kind == "regress":
-                _number(target, f"{path}:{line}, column '{TARGET}'")
+                finite_number(target, f"{path}:{line}, column '{TARGET}'")
             seen = targets.setdefault(sid, (target, line))
             if seen[0] != target:
                 raise UsageError(
