@@ -406,8 +406,9 @@ def cover_hidden_outputs(model: ov.Model) -> int:
     import openvino.opset13 as ops
 
     widened = 0
+    covered = {fq.get_friendly_name() for fq in _sequence_quantizers(model)}
     for fq in model.get_ordered_ops():
-        if fq.get_type_name() != "FakeQuantize" or fq in _sequence_quantizers(model):
+        if fq.get_type_name() != "FakeQuantize" or fq.get_friendly_name() in covered:
             continue
         if not _from_recurrence(fq.input_value(0)):
             continue

@@ -30,7 +30,16 @@ from nervana_lstm.perf.results import Row
 from nervana_lstm.perf.spec import Spec, Unavailable, quiet_known_warnings
 from nervana_lstm.perf.suites import Suite
 
-__all__ = ["EFFICIENCY", "Planned", "Selection", "estimate_call_s", "new_row", "plan", "run_suite"]
+__all__ = [
+    "EFFICIENCY",
+    "Planned",
+    "Selection",
+    "estimate_call_s",
+    "new_row",
+    "one_line",
+    "plan",
+    "run_suite",
+]
 
 #: rough fraction of the GEMM peak each implementation reaches; only used to
 #: skip, before running it, a call that would take longer than ``max_call_s``
@@ -136,25 +145,18 @@ def estimate_call_s(spec: Spec, count: str, peak_gflops: float | None) -> float 
 
 def new_row(planned: Planned, count: str) -> Row:
     """The row of a planned measurement: ``skipped`` with its reason, or ``pending``."""
-    spec = planned.spec
-    return Row(
-        id=spec.key,
+    return Row.for_spec(
+        planned.spec,
+        id=planned.spec.key,
         label=planned.label,
-        kind=spec.kind,
-        impl=spec.impl,
-        mode=spec.mode,
-        dtype=spec.dtype,
-        threads=spec.threads,
-        shape=spec.shape,
         status="skipped" if planned.skip else "pending",
+        count=count,
         reason=planned.skip,
-        flop_count=count,
-        flops=mode_flops(count, spec.kind, spec.shape, spec.mode),
         notes=[planned.note] if planned.note else [],
     )
 
 
-def _one_line(exc: BaseException, limit: int = 400) -> str:
+def one_line(exc: BaseException, limit: int = 400) -> str:
     """An exception as one line for a report cell (native errors span many lines)."""
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -211,7 +213,7 @@ def _time_each(
                     )
                 )
         except Exception as exc:
-            members[rid].fail("error", _one_line(exc))
+            members[rid].fail("error", one_line(exc))
             log(f"error {rid}: {members[rid].reason}")
     return timings
 
@@ -228,7 +230,7 @@ def _measure_group(members: list[tuple[Row, Planned]], d: Any, log: Callable[[st
         except Unavailable as exc:
             row.fail("n/a", " ".join(str(exc).split()))
         except Exception as exc:  # a failure is a result too; keep measuring the rest
-            row.fail("error", _one_line(exc))
+            row.fail("error", one_line(exc))
             log(f"error {p.spec.key}: {row.reason}")
     if variants:
         threads = members[0][1].spec.threads

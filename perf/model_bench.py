@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nervana_lstm.errors import UsageError
+from nervana_lstm.perf.harness import one_line
 from nervana_lstm.perf.ir_timing import SETTINGS_LADDER, TIMED
 from nervana_lstm.perf.model_report import model_ratios
 from nervana_lstm.perf.model_variants import (
@@ -164,11 +165,6 @@ def check_outputs(got: dict[str, Any], reference: dict[str, Any], dtype: str) ->
     return {**check, "ok": ok, "gate": "the export's metric gate, recorded in nervana_lstm.json"}
 
 
-def _one_line(exc: BaseException, limit: int = 400) -> str:
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 Planned = tuple[Row, Callable[[], ModelVariant], dict[str, Any]]
 
 
@@ -193,7 +189,7 @@ def measure_group(
             row.fail("n/a", " ".join(str(exc).split()))
             continue
         except Exception as exc:  # a failure is a result too; keep measuring the rest
-            row.fail("error", _one_line(exc))
+            row.fail("error", one_line(exc))
             log(f"error {row.id}: {row.reason}")
             continue
         row.proof["check"] = check
@@ -224,7 +220,7 @@ def measure_group(
                     timings.update(time_interleaved({rid: fn}, **kw))
                 except Exception as exc:
                     rows = {r.id: r for r, _, _ in members}
-                    rows[rid].fail("error", _one_line(exc))
+                    rows[rid].fail("error", one_line(exc))
     for row, _, _ in members:
         if row.id not in timings:
             continue
@@ -260,8 +256,8 @@ def _export_irs(
         except UsageError as exc:
             return Unavailable(f"the {name} export was refused: {exc}")
         except Exception as exc:
-            log(f"error: the {name} export failed: {_one_line(exc)}")
-            return RuntimeError(f"the {name} export failed: {_one_line(exc)}")
+            log(f"error: the {name} export failed: {one_line(exc)}")
+            return RuntimeError(f"the {name} export failed: {one_line(exc)}")
 
     irs: dict[str, IrSource] = {"f32": export("f32", precision="fp32")}
     if importlib.util.find_spec("nervana_lstm.export.quantize") is None:
@@ -278,24 +274,6 @@ def _export_irs(
     else:
         irs["stateful"] = export("stateful", precision="fp32", stateful=True, batch=1)
     return irs
-
-
-def _row(task: str, case: ModelCase, mv_spec: Any, label: str) -> Row:
-    from nervana_lstm.perf.flops import mode_flops
-
-    return Row(
-        id=f"{task}/{mv_spec.key}",
-        label=label,
-        kind=mv_spec.kind,
-        impl=mv_spec.impl,
-        mode=mv_spec.mode,
-        dtype=mv_spec.dtype,
-        threads=mv_spec.threads,
-        shape=mv_spec.shape,
-        status="pending",
-        flop_count="full",
-        flops=mode_flops("full", mv_spec.kind, mv_spec.shape, "infer"),
-    )
 
 
 #: the order runtimes are timed in; IPEX last, since importing it changes stock torch
@@ -344,7 +322,9 @@ def _plan(
     groups: list[list[Planned]] = []
 
     def add(group: list[Planned], case: ModelCase, impl: str, dtype: str, build: Any) -> None:
-        row = _row(task, case, model_spec(trained, case, impl, dtype, t), case.label)
+        spec = model_spec(trained, case, impl, dtype, t)
+        # FLOPs of a whole forward pass, also for the streaming rows' one step
+        row = Row.for_spec(spec, id=f"{task}/{spec.key}", label=case.label, flop_mode="infer")
         row.flops *= directions
         group.append((row, build, case.reference))
 

@@ -89,6 +89,40 @@ class Row:
             )
         return cls(**data)
 
+    @classmethod
+    def for_spec(
+        cls,
+        spec: Any,
+        *,
+        id: str,
+        label: str,
+        status: RowStatus = "pending",
+        count: str = "full",
+        flop_mode: str | None = None,
+        **fields: Any,
+    ) -> Row:
+        """A row for one measurement of ``spec`` (a :class:`~nervana_lstm.perf.spec.Spec`).
+
+        The FLOPs are counted as ``count`` says, for ``flop_mode`` (default the
+        spec's own mode); ``fields`` sets any other column (``reason``, ``notes``).
+        """
+        from nervana_lstm.perf.flops import mode_flops
+
+        return cls(
+            id=id,
+            label=label,
+            kind=spec.kind,
+            impl=spec.impl,
+            mode=spec.mode,
+            dtype=spec.dtype,
+            threads=spec.threads,
+            shape=spec.shape,
+            status=status,
+            flop_count=count,
+            flops=mode_flops(count, spec.kind, spec.shape, flop_mode or spec.mode),
+            **fields,
+        )
+
     def fail(self, status: RowStatus, reason: str) -> None:
         """Mark the row as not measured (``n/a``, ``skipped`` or ``error``) with its reason."""
         self.status, self.reason = status, reason
