@@ -17,6 +17,7 @@ Names a user can ask for are listed in :data:`BACKENDS`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import importlib.metadata
 import os
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from types import ModuleType
 
-from nervana_lstm.choices import TRAIN_BACKENDS
+from nervana_lstm.choices import IPEX_BACKENDS
 from nervana_lstm.errors import BackendUnavailable, UsageError
 
 __all__ = [
@@ -44,8 +45,9 @@ __all__ = [
     "require",
 ]
 
-#: Accelerators a user can name (``--accel``, ``--impls``, ``info``).
-BACKENDS: tuple[str, ...] = (*TRAIN_BACKENDS, "openvino")
+#: Accelerators a user can name (``--impls``, ``info``); ``train.accel`` also names the IPEX
+#: variants of :data:`~nervana_lstm.choices.IPEX_BACKENDS`, whose status is IPEX's.
+BACKENDS: tuple[str, ...] = ("ipex", "onednn", "reference", "openvino")
 
 #: IPEX major.minor -> the torch major.minor its binary was built against.
 #: IPEX releases have always paired with the torch release of the same number.
@@ -240,13 +242,18 @@ _CHECKS: dict[str, Callable[[], BackendStatus]] = {
 
 
 def _check_name(name: str) -> None:
-    if name not in _CHECKS:
+    if name not in _CHECKS and name not in IPEX_BACKENDS:
         raise UsageError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
 
 
 def backend_status(name: str) -> BackendStatus:
-    """Status of one backend by name; an unknown name raises :class:`UsageError`."""
+    """Status of one backend by name; an unknown name raises :class:`UsageError`.
+
+    An IPEX training variant (``ipex-stock-lstm``, ``ipex-o0``) runs where IPEX runs.
+    """
     _check_name(name)
+    if name in IPEX_BACKENDS and name != "ipex":
+        return dataclasses.replace(_CHECKS["ipex"](), name=name)
     return _CHECKS[name]()
 
 

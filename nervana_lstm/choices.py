@@ -10,8 +10,9 @@ Three words name three different things:
 * a **cells implementation** (``fused`` / ``reference``) is how one recurrent
   module computes: torch's fused module, or the textbook form with one matmul
   per gate and step;
-* a **training backend** (``ipex`` / ``onednn`` / ``reference``; the config key
-  ``train.accel`` also accepts ``auto``) is what trains a model;
+* a **training backend** (``onednn`` / ``reference`` / ``ipex`` and its variants
+  ``ipex-stock-lstm`` and ``ipex-o0``; the config key ``train.accel`` also accepts
+  ``auto``) is what trains a model;
 * a **bench implementation** is one named variant that ``nervana-lstm bench``
   times against the others.
 
@@ -43,11 +44,13 @@ __all__ = [
     "BENCH_DTYPES",
     "BENCH_IMPLS",
     "CELLS_IMPLS",
+    "IPEX_BACKENDS",
     "KINDS",
     "MODES",
     "PRECISIONS",
     "TASKS",
     "TRAIN_BACKENDS",
+    "TRAIN_PRECISIONS",
     "Accel",
     "BenchDtype",
     "BenchImpl",
@@ -57,6 +60,7 @@ __all__ = [
     "Precision",
     "TaskName",
     "TrainBackend",
+    "TrainPrecision",
     "gate_count",
     "has_cell_state",
 ]
@@ -69,16 +73,24 @@ KINDS: tuple[Kind, ...] = get_args(Kind)
 CellsImpl = Literal["fused", "reference"]
 CELLS_IMPLS: tuple[CellsImpl, ...] = get_args(CellsImpl)
 
-#: What trains a model (openvino is inference only).
-TrainBackend = Literal["ipex", "onednn", "reference"]
+#: What trains a model (openvino is inference only). The three IPEX backends differ in
+#: how ``ipex.optimize`` is called: as it comes (level O1, ``nn.LSTM`` replaced by IPEX's
+#: LSTM), with ``optimize_lstm=False`` (IPEX around stock torch's oneDNN LSTM), and at
+#: ``level="O0"`` (no graph changes; bf16 weights with fp32 masters when training in bf16).
+TrainBackend = Literal["onednn", "reference", "ipex", "ipex-stock-lstm", "ipex-o0"]
 TRAIN_BACKENDS: tuple[TrainBackend, ...] = get_args(TrainBackend)
+#: The training backends that import IPEX.
+IPEX_BACKENDS: tuple[TrainBackend, ...] = ("ipex", "ipex-stock-lstm", "ipex-o0")
 #: ``train.accel``: a training backend, or ``auto`` (the fastest, by a short measurement).
-Accel = Literal["auto", "ipex", "onednn", "reference"]
+Accel = Literal["auto", "onednn", "reference", "ipex", "ipex-stock-lstm", "ipex-o0"]
 ACCELS: tuple[Accel, ...] = get_args(Accel)
 
-#: ``train.precision``.
+#: The precision something computes in.
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+#: ``train.precision``: a precision, or ``auto`` (bf16 where the CPU computes it natively).
+TrainPrecision = Literal["auto", "fp32", "bf16"]
+TRAIN_PRECISIONS: tuple[TrainPrecision, ...] = get_args(TrainPrecision)
 
 #: Training tasks (``task.name``).
 TaskName = Literal["adding", "copy", "charlm", "files"]

@@ -42,7 +42,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from nervana_lstm.choices import Accel, Kind, Precision, TaskName
+from nervana_lstm.choices import Accel, Kind, TaskName, TrainPrecision
 from nervana_lstm.errors import UsageError
 
 __all__ = [
@@ -259,7 +259,8 @@ class TrainConfig(_Section):
     batch_size: int = Field(32, ge=1)
     seed: int = Field(0, ge=0, lt=2**63)
     accel: Accel = "auto"
-    precision: Precision = "fp32"
+    #: fp32, bf16, or auto: bf16 where the CPU computes it natively (AMX-BF16, AVX512_BF16)
+    precision: TrainPrecision = "fp32"
     #: intra-op threads per process; None = the CPUs available divided by local processes
     threads: int | None = Field(None, ge=1)
     log_every: int = Field(10, ge=1)

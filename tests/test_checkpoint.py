@@ -340,14 +340,15 @@ def test_snapshot_holds_the_documented_keys_in_order(tmp_path: Path) -> None:
     carry = (torch.ones(1, 4, 2), torch.zeros(1, 4, 2))
     progress = Progress(step=7, best=0.25, evals_since_best=2, carry=carry)
     state = snapshot(
-        config, progress, backend="onednn", model=model, optimizer=optimizer,
-        ctx=DistContext(), vocab=("a", "b"),
+        config, progress, backend="onednn", precision="bf16", model=model,
+        optimizer=optimizer, ctx=DistContext(), vocab=("a", "b"),
     )  # fmt: skip
     assert list(state) == [
         "config", "step", "backend", "precision", "world_size", "model", "optimizer", "rng",
         "carry", "vocab", "best", "evals_since_best",
     ]  # fmt: skip
     assert (state["step"], state["best"], state["evals_since_best"]) == (7, 0.25, 2)
+    assert state["precision"] == "bf16"  # the precision that ran, whatever the config asked
     assert state["vocab"] == ["a", "b"] and isinstance(state["carry"], list)
     assert state["rng"].shape[0] == 1 and state["config"] == config.to_dict()
     save_checkpoint(tmp_path / "s.pt", state)  # storable as it is

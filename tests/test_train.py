@@ -12,6 +12,7 @@ import torch
 from rich.console import Console
 
 from nervana_lstm import backends
+from nervana_lstm.choices import TRAIN_BACKENDS
 from nervana_lstm.config import ModelConfig, OptimConfig, config_from_dict
 from nervana_lstm.data import TaskSpec
 from nervana_lstm.errors import BackendUnavailable, UsageError
@@ -108,7 +109,7 @@ def test_reference_backend_in_bf16(tmp_path: Path) -> None:
 def test_auto_measures_each_available_backend_and_says_why(tmp_path: Path) -> None:
     result, log = train(tiny("adding", accel="auto", steps=5), tmp_path / "auto")
     info = json.loads((tmp_path / "auto" / "run.json").read_text())
-    available = [b for b in ("ipex", "onednn", "reference") if backends.backend_status(b).available]
+    available = [b for b in TRAIN_BACKENDS if backends.backend_status(b).available]
     assert sorted(info["auto_timings_s"]) == sorted(available)
     assert result.backend == min(info["auto_timings_s"], key=info["auto_timings_s"].get)
     assert "chosen because: fastest measured training step" in log
@@ -299,16 +300,16 @@ def test_bidirectional_language_model_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "bi").exists()
 
 
-def test_auto_timing_never_judges_the_first_call():
-    """The first step carries one-time costs; only a warm step can rule a backend out."""
+def test_auto_timing_judges_only_after_the_same_warm_up():
+    """Warm-up steps carry one-time costs; every candidate gets all of them before it is judged."""
     from nervana_lstm.train.accel import time_steps
 
     calls = []
-    time_steps(lambda: calls.append(1), warmup=2, repeats=3, give_up_after=0.0)
-    assert len(calls) == 2  # the first call is never judged; the second is, and loses
+    time_steps(lambda: calls.append(1), warmup=4, repeats=3, give_up_after=0.0)
+    assert len(calls) == 5  # all four warm-up calls, then one timed call that loses
     calls.clear()
-    time_steps(lambda: calls.append(1), warmup=2, repeats=3, give_up_after=None)
-    assert len(calls) == 5
+    time_steps(lambda: calls.append(1), warmup=4, repeats=3, give_up_after=None)
+    assert len(calls) == 7
 
 
 # ------------------------------------------------------------- the driver's parts
@@ -363,7 +364,7 @@ def test_summary_lines(tmp_path: Path, stopped: str, first: str) -> None:
     data["eval"]["patience"] = 3
     paths = RunPaths(tmp_path / "run")
     lines: list[str] = []
-    print_summary(lines.append, paths, stopped, 4, config_from_dict(data), "onednn")
+    print_summary(lines.append, paths, stopped, 4, config_from_dict(data), "onednn", "fp32")
     assert lines[0] == first.format(last=paths.last, out=paths.out)
     assert lines[-5:] == [
         f"run dir:     {paths.out}",
@@ -400,7 +401,7 @@ def test_training_backends_come_from_choices() -> None:
     from nervana_lstm.train import accel
 
     assert accel.TRAIN_BACKENDS is choices.TRAIN_BACKENDS
-    with pytest.raises(UsageError, match="expected one of auto, ipex, onednn, reference"):
+    with pytest.raises(UsageError, match="expected one of auto, onednn, reference, ipex, ipex-stock-lstm, ipex-o0"):
         accel.choose_backend("cuda")
 
 

@@ -3,23 +3,39 @@
 The training loop, ``auto`` and the perf harness build their models with the same
 function, :func:`build_for`, so the timings ``auto`` decides on are those of the
 model that then trains, and the ones a benchmark can check.
+
+Stock torch's backends are timed in this process. The IPEX backends are timed
+together in a child process (``python -m nervana_lstm.train.autotune REQUEST
+RESULT``): importing IPEX replaces CPU kernels for the whole process, so the
+process that may go on to train on stock torch never imports it. The child
+rebuilds the same task, batch and model from the resolved config.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from nervana_lstm.choices import Precision, TrainBackend
+from nervana_lstm.choices import IPEX_BACKENDS, Precision, TrainBackend
 from nervana_lstm.config import RunConfig
-from nervana_lstm.data import Batch, Task
+from nervana_lstm.data import Batch, Task, make_task
+from nervana_lstm.errors import BackendUnavailable, UsageError
 from nervana_lstm.models import SequenceModel, build_model
 from nervana_lstm.train import accel
 from nervana_lstm.train.schedule import make_optimizer
 
-__all__ = ["build_for", "measure_backend", "train_step"]
+__all__ = ["build_for", "measure_backend", "measure_backends", "train_step"]
+
+#: A child that measures the IPEX backends gets this long before it is given up on.
+CHILD_TIMEOUT_S = 900.0
 
 
 def build_for(
@@ -27,20 +43,30 @@ def build_for(
     task: Task,
     cfg: RunConfig,
     restore: Callable[[nn.Module, torch.optim.Optimizer], None] | None = None,
+    precision: Precision | None = None,
 ) -> tuple[nn.Module, torch.optim.Optimizer, SequenceModel]:
     """(model as it will run, its optimizer, the plain model) with the run's initial weights.
 
     The weights are seeded by ``train.seed``, the same for every backend;
     ``restore(model, optimizer)``, when given, loads saved weights and optimizer
-    state before the backend is applied (IPEX replaces both).
+    state before the backend is applied (IPEX replaces both). ``precision`` is the
+    resolved ``train.precision`` (needed when the config says ``auto``).
     """
     torch.manual_seed(cfg.train.seed)
     plain = build_model(task.spec, cfg.model, accel.impl_for(backend))
     optimizer = make_optimizer(plain.parameters(), cfg.optim)
     if restore is not None:
         restore(plain, optimizer)
-    model, optimizer = accel.apply_backend(backend, plain, optimizer, cfg.train.precision)
+    model, optimizer = accel.apply_backend(backend, plain, optimizer, _precision(cfg, precision))
     return model, optimizer, plain
+
+
+def _precision(cfg: RunConfig, precision: Precision | None) -> Precision:
+    if precision is not None:
+        return precision
+    if cfg.train.precision == "auto":
+        raise ValueError("train.precision is 'auto': pass the resolved precision")
+    return cfg.train.precision
 
 
 def train_step(
@@ -60,7 +86,7 @@ def train_step(
             loss = task.loss(out.float(), batch)
         loss.backward()
         if clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+            torch.nn.utils.clip_grad_norm_(params, clip_norm, foreach=True)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -73,11 +99,89 @@ def measure_backend(
     cfg: RunConfig,
     batch: Batch,
     give_up_after: float | None = None,
-    warmup: int = 2,
-    repeats: int = 3,
+    warmup: int = accel.AUTO_WARMUP,
+    repeats: int = accel.AUTO_REPEATS,
+    precision: Precision | None = None,
 ) -> float:
     """Median seconds per training step of ``cfg``'s model on ``backend`` for ``batch``."""
-    model, optimizer, _ = build_for(backend, task, cfg)
+    precision = _precision(cfg, precision)
+    model, optimizer, _ = build_for(backend, task, cfg, precision=precision)
     model.train()
-    step = train_step(model, optimizer, task, batch, cfg.train.precision, cfg.optim.clip_norm)
+    step = train_step(model, optimizer, task, batch, precision, cfg.optim.clip_norm)
     return accel.time_steps(step, warmup, repeats, give_up_after)
+
+
+def measure_backends(
+    backends: Sequence[TrainBackend],
+    task: Task,
+    cfg: RunConfig,
+    batch: Batch,
+    give_up_after: float | None,
+    *,
+    precision: Precision,
+    threads: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> dict[TrainBackend, float | str]:
+    """``auto``'s measurement of one group: seconds per step, or why a backend failed.
+
+    The IPEX backends run in a child process (see the module docstring); the
+    others here, on ``batch``.
+    """
+    if any(b in IPEX_BACKENDS for b in backends):
+        request = {
+            "config": cfg.to_dict(),
+            "backends": list(backends),
+            "give_up_after": give_up_after,
+            "precision": precision,
+            "threads": threads,
+            "rank": rank,
+            "world_size": world_size,
+        }
+        return _measure_in_child(request)
+    out: dict[TrainBackend, float | str] = {}
+    for name in backends:
+        out[name] = measure_backend(name, task, cfg, batch, give_up_after, precision=precision)
+    return out
+
+
+def _measure_in_child(request: dict[str, object]) -> dict[TrainBackend, float | str]:
+    names: list[TrainBackend] = list(request["backends"])  # type: ignore[call-overload]
+    with tempfile.TemporaryDirectory(prefix="nervana-lstm-auto-") as tmp:
+        req, res = Path(tmp) / "request.json", Path(tmp) / "result.json"
+        req.write_text(json.dumps(request))
+        cmd = [sys.executable, "-m", "nervana_lstm.train.autotune", str(req), str(res)]
+        try:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=os.environ.copy()
+            )
+        except subprocess.TimeoutExpired:
+            return dict.fromkeys(names, f"no result within {CHILD_TIMEOUT_S:.0f} s")
+        if proc.returncode != 0 or not res.exists():
+            lines = (proc.stderr or proc.stdout or "").strip().splitlines()
+            last = lines[-1] if lines else "no output"
+            return dict.fromkeys(names, f"the measuring process exited {proc.returncode}: {last}")
+        result = json.loads(res.read_text())
+    return {name: result.get(name, "not measured") for name in names}
+
+
+def _child_main(request_path: str, result_path: str) -> None:
+    request = json.loads(Path(request_path).read_text())
+    torch.set_num_threads(int(request["threads"]))
+    cfg = RunConfig.model_validate(request["config"])
+    task = make_task(cfg.task.name, **cfg.task.options)
+    batch = task.train_batch(0, cfg.train.batch_size, request["rank"], request["world_size"])
+    limit = request["give_up_after"]
+    result: dict[str, float | str] = {}
+    for name in request["backends"]:
+        try:
+            result[name] = measure_backend(
+                name, task, cfg, batch, limit, precision=request["precision"]
+            )
+        except (BackendUnavailable, UsageError, RuntimeError) as exc:
+            result[name] = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    Path(result_path).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1], sys.argv[2])

@@ -43,7 +43,7 @@ from torch import nn
 
 from nervana_lstm import backends
 from nervana_lstm.atomic import atomic_path
-from nervana_lstm.choices import CellsImpl
+from nervana_lstm.choices import PRECISIONS, CellsImpl, Precision
 from nervana_lstm.config import RunConfig, config_from_dict
 from nervana_lstm.data import TaskSpec, make_task, shard_slice
 from nervana_lstm.data.charlm import charlm_spec
@@ -218,6 +218,7 @@ def snapshot(
     progress: Progress,
     *,
     backend: str,
+    precision: str,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     ctx: DistContext,
@@ -235,7 +236,7 @@ def snapshot(
         "config": cfg.to_dict(),
         "step": progress.step,
         "backend": backend,
-        "precision": cfg.train.precision,
+        "precision": precision,
         "world_size": ctx.world_size,
         "model": master_state_dict(model, optimizer),
         "optimizer": optimizer.state_dict(),
@@ -262,6 +263,17 @@ class Resumed:
     @property
     def step(self) -> int:
         return int(self.state["step"])
+
+    @property
+    def precision(self) -> Precision:
+        """The precision the run trained in (``train.precision: auto`` keeps it)."""
+        value = self.state["precision"]
+        if value not in PRECISIONS:
+            raise UsageError(
+                f"checkpoint {self.path} says it trained in precision {value!r}; expected one "
+                f"of {', '.join(PRECISIONS)}"
+            )
+        return value  # type: ignore[no-any-return]
 
     def backend_choice(self) -> AccelChoice:
         """``auto`` keeps the backend the run started with, which must still run here."""

@@ -2,7 +2,8 @@
 
     1. set up: processes, threads, seeds, task and resolved config
     2. restore: the last checkpoint, if asked  (checked against the config)
-    3. backend and precision                   (named, or ``auto`` by a short measurement)
+    3. precision and backend                   (named, or ``auto``: precision from the CPU,
+                                                the backend by a short measurement)
     4. model, optimizer, backend applied       (weights and progress restored on resume)
     5. the steps: batch -> forward -> loss -> backward -> clip -> update -> log,
        with evaluation, checkpoints, early stopping, NaN stop, signals
@@ -28,12 +29,12 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from nervana_lstm.choices import TRAIN_BACKENDS
+from nervana_lstm.choices import PRECISIONS, TRAIN_BACKENDS, Precision
 from nervana_lstm.config import RunConfig, resolve_config
 from nervana_lstm.data import Batch, Task, TaskSpec, make_task
 from nervana_lstm.errors import UsageError
 from nervana_lstm.train import accel, checkpoint, report
-from nervana_lstm.train.autotune import build_for, measure_backend
+from nervana_lstm.train.autotune import build_for, measure_backends
 from nervana_lstm.train.distributed import (
     DistContext,
     broadcast_flag,
@@ -119,23 +120,24 @@ def _train(
     resumed = checkpoint.restore(paths.last, cfg, vocab, say) if resume else None
     _check_run_dir(paths, resuming=resume)
 
-    # 3. backend -----------------------------------------------------------------------
-    choice = _choose_backend(cfg, task, ctx, resumed)
+    # 3. precision and backend ---------------------------------------------------------
+    precision, choice = _choose_precision_and_backend(cfg, task, ctx, resumed, threads)
+    prec = precision.precision
 
     # 4. model, optimizer, progress ----------------------------------------------------
     net, optimizer, _ = build_for(
-        choice.backend, task, cfg, resumed.load_weights if resumed else None
+        choice.backend, task, cfg, resumed.load_weights if resumed else None, prec
     )
     model = ctx.wrap(net)  # DistributedDataParallel over several processes
     params = [p for p in model.parameters() if p.requires_grad]
     torch.manual_seed(process_seed(tc.seed, ctx.rank))
     progress = resumed.progress(cfg, ctx, spec.stateful, say) if resumed else Progress()
-    save = _Saver(cfg, ctx, choice.backend, net, optimizer, vocab)
-    report.print_setup(say, choice, cfg, threads, ctx)
+    save = _Saver(cfg, ctx, choice.backend, prec, net, optimizer, vocab)
+    report.print_setup(say, choice, precision, cfg, threads, ctx)
     if ctx.is_main:
         # Written only now that the run is set up: a refused config, model or checkpoint
         # leaves no run dir behind and never replaces the config of a run being resumed.
-        report.write_run_files(paths, cfg, choice, threads, ctx)
+        report.write_run_files(paths, cfg, choice, precision, threads, ctx)
 
     # 5. the steps ---------------------------------------------------------------------
     metrics = MetricsLog(paths.metrics, progress.step if resumed else None) if ctx.is_main else None
@@ -156,7 +158,7 @@ def _train(
             if spec.stateful:
                 progress.carry = reset_rows(progress.carry, batch.reset)
 
-            with accel.autocast(tc.precision):
+            with accel.autocast(prec):
                 out, new_state = model(batch.x, progress.carry, batch.lengths)
                 loss = task.loss(out.float(), batch)
 
@@ -167,7 +169,9 @@ def _train(
                 break
 
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, oc.clip_norm or math.inf)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                params, oc.clip_norm or math.inf, foreach=True
+            )
             if not torch.isfinite(grad_norm):
                 stopped, exit_code = "non-finite gradient", EXIT_NONFINITE
                 break
@@ -187,7 +191,7 @@ def _train(
             with window.paused():  # evaluation and saving are not training time
                 if step % cfg.eval.every == 0 or step == tc.steps:
                     improved, stop_early = _eval_round(
-                        net, task, cfg, ctx, progress, metrics, display
+                        net, task, cfg, prec, ctx, progress, metrics, display
                     )
                     if improved:
                         save(paths.best, progress)
@@ -215,12 +219,12 @@ def _train(
         metrics.close()
         title = (
             f"{cfg.task.name}: {cfg.model.kind} H={cfg.model.hidden_size} "
-            f"({choice.backend}, {tc.precision})"
+            f"({choice.backend}, {prec})"
         )
         report.plot_losses(report.read_metrics(paths.metrics), paths.plot, title)
-    report.print_summary(say, paths, stopped, progress.step, cfg, choice.backend)
+    report.print_summary(say, paths, stopped, progress.step, cfg, choice.backend, prec)
     return RunResult(
-        exit_code, paths.out, progress.step, stopped, choice.backend, tc.precision, progress.best
+        exit_code, paths.out, progress.step, stopped, choice.backend, prec, progress.best
     )
 
 
@@ -262,25 +266,48 @@ def _check_run_dir(paths: RunPaths, resuming: bool) -> None:
         raise UsageError(f"--out {paths.out} exists and is not a directory; choose another --out")
 
 
-def _choose_backend(
-    cfg: RunConfig, task: Task, ctx: DistContext, resumed: checkpoint.Resumed | None
-) -> accel.AccelChoice:
-    """The backend every process trains with; with several processes rank 0's choice wins."""
+def _choose_precision_and_backend(
+    cfg: RunConfig,
+    task: Task,
+    ctx: DistContext,
+    resumed: checkpoint.Resumed | None,
+    threads: int,
+) -> tuple[accel.PrecisionChoice, accel.AccelChoice]:
+    """What every process trains with; with several processes rank 0's choices win."""
     tc = cfg.train
+    precision = accel.choose_precision(tc.precision, resumed=resumed.precision if resumed else None)
+    precision = _rank0_precision(ctx, precision)
+    prec = precision.precision
     first = task.train_batch(0, tc.batch_size, ctx.rank, ctx.world_size)  # (auto times it)
     if resumed and tc.accel == "auto":
         choice = resumed.backend_choice()
     else:
         choice = accel.choose_backend(
-            tc.accel, lambda backend, limit: measure_backend(backend, task, cfg, first, limit)
-        )
+            tc.accel,
+            lambda names, limit: measure_backends(
+                names, task, cfg, first, limit, precision=prec, threads=threads,
+                rank=ctx.rank, world_size=ctx.world_size,
+            ),
+        )  # fmt: skip
     if ctx.active:
         index = torch.tensor([float(TRAIN_BACKENDS.index(choice.backend))])
         torch.distributed.broadcast(index, src=0)
         picked = TRAIN_BACKENDS[int(index.item())]
         if picked != choice.backend:
             choice = accel.AccelChoice(picked, f"rank 0's choice ({choice.reason})")
-    return choice
+    return precision, choice
+
+
+def _rank0_precision(ctx: DistContext, precision: accel.PrecisionChoice) -> accel.PrecisionChoice:
+    """Every process trains in rank 0's precision (machines of a job may differ)."""
+    if not ctx.active:
+        return precision
+    index = torch.tensor([float(PRECISIONS.index(precision.precision))])
+    torch.distributed.broadcast(index, src=0)
+    picked: Precision = PRECISIONS[int(index.item())]
+    if picked != precision.precision:
+        return accel.PrecisionChoice(picked, f"rank 0's choice ({precision.reason})")
+    return precision
 
 
 @dataclass(frozen=True)
@@ -290,13 +317,14 @@ class _Saver:
     cfg: RunConfig
     ctx: DistContext
     backend: str
+    precision: Precision
     model: nn.Module  # without the DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
     vocab: list[str] | None
 
     def __call__(self, path: Path, progress: Progress) -> None:
         state = checkpoint.snapshot(
-            self.cfg, progress, backend=self.backend, model=self.model,
+            self.cfg, progress, backend=self.backend, precision=self.precision, model=self.model,
             optimizer=self.optimizer, ctx=self.ctx, vocab=self.vocab,
         )  # fmt: skip
         if self.ctx.is_main:
@@ -341,13 +369,14 @@ def _eval_round(
     model: nn.Module,
     task: Task,
     cfg: RunConfig,
+    precision: Precision,
     ctx: DistContext,
     progress: Progress,
     metrics: MetricsLog | None,
     display: ProgressDisplay,
 ) -> tuple[bool, bool]:
     """Evaluate and track the best loss: (improved, stop early), as rank 0 decides both."""
-    figures = evaluate(model, task, cfg)
+    figures = evaluate(model, task, cfg, precision)
     improved = progress.best is None or figures["loss"] < progress.best - cfg.eval.min_delta
     improved = broadcast_flag(ctx, improved)  # every process saves, or none
     if improved:
@@ -363,8 +392,13 @@ def _eval_round(
     return improved, stop
 
 
-def evaluate(model: nn.Module, task: Task, cfg: RunConfig) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, task: Task, cfg: RunConfig, precision: Precision | None = None
+) -> dict[str, float]:
     """The task's figures on its held-out set, averaged over sequences.
+
+    ``precision`` is the one the model trains in; by default ``train.precision``,
+    with ``auto`` resolved for this CPU.
 
     ``model`` is the plain module (not DistributedDataParallel): every process
     evaluates the whole held-out set. A stateful task carries the recurrent state
@@ -376,7 +410,9 @@ def evaluate(model: nn.Module, task: Task, cfg: RunConfig) -> dict[str, float]:
     totals: dict[str, float] = {}
     count = 0
     state = None
-    with torch.no_grad(), accel.autocast(cfg.train.precision):
+    if precision is None:
+        precision = accel.choose_precision(cfg.train.precision).precision
+    with torch.no_grad(), accel.autocast(precision):
         for batch in task.eval_batches(cfg.eval.batch_size or cfg.train.batch_size):
             state = reset_rows(state, batch.reset) if stateful else None
             out, new_state = model(batch.x, state, batch.lengths)

@@ -82,19 +82,31 @@ class RunPaths:
 
 
 def print_setup(
-    say: Say, choice: accel.AccelChoice, cfg: RunConfig, threads: int, ctx: DistContext
+    say: Say,
+    choice: accel.AccelChoice,
+    precision: accel.PrecisionChoice,
+    cfg: RunConfig,
+    threads: int,
+    ctx: DistContext,
 ) -> None:
     """What will run, why, and on how many threads and processes."""
     say(f"backend: {choice.backend} - {accel.describe(choice.backend, cfg.model.kind)}")
     say(f"  chosen because: {choice.reason}")
+    say(f"precision: {accel.precision_text(precision.precision)}")
+    say(f"  chosen because: {precision.reason}")
     say(
-        f"precision: {accel.precision_text(cfg.train.precision)}; threads: {threads} per "
-        f"process; processes: {ctx.world_size}" + (f" ({ctx.backend})" if ctx.active else "")
+        f"threads: {threads} per process; processes: {ctx.world_size}"
+        + (f" ({ctx.backend})" if ctx.active else "")
     )
 
 
 def write_run_files(
-    paths: RunPaths, cfg: RunConfig, choice: accel.AccelChoice, threads: int, ctx: DistContext
+    paths: RunPaths,
+    cfg: RunConfig,
+    choice: accel.AccelChoice,
+    precision: accel.PrecisionChoice,
+    threads: int,
+    ctx: DistContext,
 ) -> None:
     """Create the run directory and write ``config.yaml`` and ``run.json``; rank 0 calls this."""
     out = paths.out
@@ -108,7 +120,9 @@ def write_run_files(
         "backend_detail": accel.describe(choice.backend, cfg.model.kind),
         "backend_reason": choice.reason,
         "auto_timings_s": choice.timings,
-        "precision": cfg.train.precision,
+        "auto_seconds": round(choice.seconds, 3),
+        "precision": precision.precision,
+        "precision_reason": precision.reason,
         "threads_per_process": threads,
         "processes": ctx.world_size,
         "comm_backend": ctx.backend,
@@ -365,7 +379,13 @@ def print_nonfinite(stopped: str, step: int, lr: float, last: Path) -> None:
 
 
 def print_summary(
-    say: Say, paths: RunPaths, stopped: str, step: int, cfg: RunConfig, backend: str
+    say: Say,
+    paths: RunPaths,
+    stopped: str,
+    step: int,
+    cfg: RunConfig,
+    backend: str,
+    precision: str,
 ) -> None:
     """Why the run ended, and where its files are."""
     if stopped in ("SIGINT", "SIGTERM", "signal"):
@@ -379,4 +399,4 @@ def print_summary(
     say(f"plot:        {paths.plot}")
     saved_files = [str(p) for p in (paths.last, paths.best) if p.exists()]
     say(f"checkpoints: {', '.join(saved_files) or '(none)'}")
-    say(f"ran on: {backend} / {cfg.train.precision}")
+    say(f"ran on: {backend} / {precision}")
