@@ -13,9 +13,11 @@ backward, clip and update on one fixed batch. Both are timed in windows of
 ``--warmup`` steps and summarised by the median window, which a shared machine's
 bursts disturb least.
 
-Auto choice: for each shape, every available backend's training step is timed
-at length (warmup 2, median of ``--repeats``), then ``auto`` decides with its
-own short measurement; the table shows whether it picked the fastest.
+Auto choice: for each shape, ``auto`` decides with its own short measurement,
+then every available backend's training step is timed at length (the same
+warm-up, median of ``--repeats``; stock torch's backends in this process, the
+IPEX ones in a child process as ``auto`` does, since importing IPEX changes
+stock torch's kernels); the table shows whether ``auto`` picked the fastest.
 
     python perf/train_overhead.py                 # both parts, default charlm config
     python perf/train_overhead.py --part overhead --steps 100 --rounds 5
@@ -59,10 +61,14 @@ AUTO_SHAPES: list[tuple[str, list[str]]] = [
 
 
 def _config(path: Path, overrides: list[str]) -> Any:
+    """The resolved config, with ``train.precision: auto`` resolved for this CPU."""
     from nervana_lstm.config import load_config
+    from nervana_lstm.train.accel import choose_precision
     from nervana_lstm.train.loop import resolve_config
 
-    return resolve_config(load_config(path, overrides))
+    cfg = resolve_config(load_config(path, overrides))
+    precision = choose_precision(cfg.train.precision).precision
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": precision})})
 
 
 def _tokens(batch: Any) -> int:
@@ -146,22 +152,30 @@ def auto_choice(args: argparse.Namespace) -> list[dict[str, Any]]:
     import torch
 
     from nervana_lstm.data import make_task
-    from nervana_lstm.train.accel import available_backends, choose_backend
-    from nervana_lstm.train.autotune import measure_backend
+    from nervana_lstm.train.accel import available_backends, choose_backend, measurement_groups
+    from nervana_lstm.train.autotune import measure_backends
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     rows = []
     pool = available_backends()
-    print(f"backends available: {', '.join(pool)}; threads {torch.get_num_threads()}")
+    print(f"backends available: {', '.join(pool)}; threads {threads}")
     for label, shape in AUTO_SHAPES:
         cfg = _config(args.config, [*shape, *args.set])
         task = make_task(cfg.task.name, **cfg.task.options)
         batch = task.train_batch(0, cfg.train.batch_size)
-        choice = choose_backend(
-            "auto", lambda b, g, c=cfg, t=task, x=batch: measure_backend(b, t, c, x, g), pool
-        )
-        times = {b: measure_backend(b, task, cfg, batch, None, 2, args.repeats) for b in pool}
+        prec = cfg.train.precision
+
+        def measure(names, limit, c=cfg, t=task, x=batch, p=prec, **kw):  # type: ignore[no-untyped-def]
+            return measure_backends(names, t, c, x, limit, precision=p, threads=threads, **kw)
+
+        choice = choose_backend("auto", measure, pool)
+        times: dict[str, float] = {}
+        for group in measurement_groups(pool):
+            for name, value in measure(group, None, repeats=args.repeats).items():
+                if isinstance(value, float):
+                    times[name] = value
         fastest = min(times, key=times.__getitem__)
         row = {
             "shape": label,

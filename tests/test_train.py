@@ -401,7 +401,9 @@ def test_training_backends_come_from_choices() -> None:
     from nervana_lstm.train import accel
 
     assert accel.TRAIN_BACKENDS is choices.TRAIN_BACKENDS
-    with pytest.raises(UsageError, match="expected one of auto, onednn, reference, ipex, ipex-stock-lstm, ipex-o0"):
+    with pytest.raises(
+        UsageError, match="expected one of auto, onednn, reference, ipex, ipex-stock-lstm, ipex-o0"
+    ):
         accel.choose_backend("cuda")
 
 

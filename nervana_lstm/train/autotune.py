@@ -122,6 +122,8 @@ def measure_backends(
     threads: int,
     rank: int = 0,
     world_size: int = 1,
+    warmup: int = accel.AUTO_WARMUP,
+    repeats: int = accel.AUTO_REPEATS,
 ) -> dict[TrainBackend, float | str]:
     """``auto``'s measurement of one group: seconds per step, or why a backend failed.
 
@@ -137,11 +139,15 @@ def measure_backends(
             "threads": threads,
             "rank": rank,
             "world_size": world_size,
+            "warmup": warmup,
+            "repeats": repeats,
         }
         return _measure_in_child(request)
     out: dict[TrainBackend, float | str] = {}
     for name in backends:
-        out[name] = measure_backend(name, task, cfg, batch, give_up_after, precision=precision)
+        out[name] = measure_backend(
+            name, task, cfg, batch, give_up_after, warmup, repeats, precision=precision
+        )
     return out
 
 
@@ -176,8 +182,9 @@ def _child_main(request_path: str, result_path: str) -> None:
     for name in request["backends"]:
         try:
             result[name] = measure_backend(
-                name, task, cfg, batch, limit, precision=request["precision"]
-            )
+                name, task, cfg, batch, limit, request["warmup"], request["repeats"],
+                precision=request["precision"],
+            )  # fmt: skip
         except (BackendUnavailable, UsageError, RuntimeError) as exc:
             result[name] = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
     Path(result_path).write_text(json.dumps(result))
