@@ -82,14 +82,22 @@ class RunPaths:
 
 
 def print_setup(
-    say: Say, choice: accel.AccelChoice, cfg: RunConfig, threads: int, ctx: DistContext
+    say: Say,
+    choice: accel.AccelChoice,
+    cfg: RunConfig,
+    threads: int,
+    ctx: DistContext,
+    threads_from: str = "",
 ) -> None:
-    """What will run, why, and on how many threads and processes."""
+    """What will run, why, and on how many threads (and where that number comes from) and
+    processes."""
     say(f"backend: {choice.backend} - {accel.describe(choice.backend, cfg.model.kind)}")
     say(f"  chosen because: {choice.reason}")
+    source = f" ({threads_from})" if threads_from else ""
     say(
         f"precision: {accel.precision_text(cfg.train.precision)}; threads: {threads} per "
-        f"process; processes: {ctx.world_size}" + (f" ({ctx.backend})" if ctx.active else "")
+        f"process{source}; processes: {ctx.world_size}"
+        + (f" ({ctx.backend})" if ctx.active else "")
     )
 
 
