@@ -11,6 +11,7 @@ Memory available to this process is the smallest of::
     cgroup limit - usage         memory.max (v2) or memory.limit_in_bytes (v1), less what the
                                  group already holds (its reclaimable page cache excepted)
     RLIMIT_AS - VmSize           an address-space limit (ulimit -v), less what is mapped now
+    RLIMIT_DATA - VmData         a data-segment limit (ulimit -d), less the data mapped now
 
 :func:`check_fits` compares an estimate with it and refuses, before anything is
 allocated, with the figures and the options to lower. Nothing here imports torch.
@@ -112,7 +113,7 @@ class MemoryLimit:
     """Bytes this process can still allocate, and which limit says so."""
 
     bytes: int
-    source: str  # "MemAvailable", "cgroup memory limit", "RLIMIT_AS (ulimit -v)"
+    source: str  # "MemAvailable", "cgroup memory limit", "RLIMIT_AS (ulimit -v)", ...
 
 
 def format_bytes(n: float) -> str:
@@ -188,15 +189,17 @@ def _cgroup_free(proc_cgroup: str, root: Path) -> int | None:
     return min(free) if free else None
 
 
-def _address_space_free(status: str) -> int | None:
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+def _rlimit_free(status: str, which: int, field: str) -> int | None:
+    """A process limit (``RLIMIT_AS``, ``RLIMIT_DATA``) less the ``/proc/self/status``
+    field it counts (``VmSize``, ``VmData``); None when unlimited."""
+    soft, _ = resource.getrlimit(which)
     if soft == resource.RLIM_INFINITY:
         return None
-    mapped = 0
+    used = 0
     for line in status.splitlines():
-        if line.startswith("VmSize:"):
-            mapped = int(line.split()[1]) * 1024
-    return max(0, soft - mapped)
+        if line.startswith(field + ":"):
+            used = int(line.split()[1]) * 1024  # kB
+    return max(0, soft - used)
 
 
 def _read(path: str) -> str:
@@ -217,9 +220,14 @@ def available_memory(processes: int = 1) -> MemoryLimit | None:
     cgroup = _cgroup_free(_read("/proc/self/cgroup"), Path("/sys/fs/cgroup"))
     if cgroup is not None:
         limits.append(MemoryLimit(cgroup // shared, "cgroup memory limit"))
-    address = _address_space_free(_read("/proc/self/status"))  # a limit of each process
-    if address is not None:
-        limits.append(MemoryLimit(address, "RLIMIT_AS (ulimit -v)"))
+    status = _read("/proc/self/status")
+    for which, field, name in (
+        (resource.RLIMIT_AS, "VmSize", "RLIMIT_AS (ulimit -v)"),
+        (resource.RLIMIT_DATA, "VmData", "RLIMIT_DATA (ulimit -d)"),
+    ):
+        free = _rlimit_free(status, which, field)  # a limit of each process, not shared
+        if free is not None:
+            limits.append(MemoryLimit(free, name))
     return min(limits, key=lambda m: m.bytes) if limits else None
 
 
