@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from nervana_lstm import resources
 from nervana_lstm.config import config_from_dict, load_config
 from nervana_lstm.errors import UsageError
@@ -107,7 +107,7 @@ def test_memory_message_says_what_and_how_much(tmp_path: Path) -> None:
             str(tmp_path / "r"),
             "--set",
             "model.hidden_size=65536",
-        )  # fmt: skip
+        )
     )
     assert "needs about" in line and "parameters and optimizer state" in line
     assert "RLIMIT_DATA (ulimit -d)" in line  # the tightest limit is named
@@ -116,11 +116,24 @@ def test_memory_message_says_what_and_how_much(tmp_path: Path) -> None:
 def test_a_small_run_fits_under_the_limit_and_honours_omp_num_threads(tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = run_limited(
-        "train", "--config", _ADDING, "--out", str(out), "--no-progress",
-        "--set", "train.steps=2", "--set", "train.accel=onednn", "--set", "eval.every=2",
-        "--set", "model.hidden_size=8", "--set", "task.options.T=10",
+        "train",
+        "--config",
+        _ADDING,
+        "--out",
+        str(out),
+        "--no-progress",
+        "--set",
+        "train.steps=2",
+        "--set",
+        "train.accel=onednn",
+        "--set",
+        "eval.every=2",
+        "--set",
+        "model.hidden_size=8",
+        "--set",
+        "task.options.T=10",
         env={"OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "threads: 1 per process (OMP_NUM_THREADS=1)" in done.stdout
     assert (out / "checkpoints" / "last.pt").is_file()
@@ -137,7 +150,7 @@ def test_train_threads_above_the_cpus_are_refused(tmp_path: Path) -> None:
             str(tmp_path / "r"),
             "--set",
             f"train.threads={cpus + 1}",
-        )  # fmt: skip
+        )
     )
     assert f"train.threads got {cpus + 1}; expected 1..{cpus}" in line
     assert not (tmp_path / "r").exists()
@@ -237,7 +250,7 @@ def test_stack_call_bytes_and_bench_skip_a_shape_that_cannot_fit() -> None:
 def test_infer_examples_refused_before_drawing() -> None:
     from nervana_lstm.export.examples import task_examples
 
-    with pytest.raises(UsageError, match="--example 1000000 .* lower --example"):
+    with pytest.raises(UsageError, match=r"--example 1000000 .* lower --example"):
         task_examples("adding", {"T": 1_000_000}, 1_000_000)
 
 
