@@ -453,7 +453,7 @@ def _check_path(path: list[str], text: str) -> None:
             where = ".".join(path[:depth]) or "the top level"
             allowed = ", ".join(model.model_fields)
             raise UsageError(
-                f"--set {short_repr(text)}: unknown key {'.'.join(path[: depth + 1])!r} "
+                f"--set {short_repr(text)}: unknown key {short_repr('.'.join(path[: depth + 1]))} "
                 f"(allowed under {where}: {allowed})"
             )
         section = _section_of(model.model_fields[part].annotation)

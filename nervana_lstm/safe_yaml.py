@@ -148,6 +148,11 @@ def load_yaml(text: str, source: str, *, invalid: str | None = None) -> Any:
         if len(message) > 400:
             message = message[:400] + "..."
         raise UsageError(f"{invalid or source + ' is not valid YAML'}: {message}") from None
+    except UsageError:
+        raise
+    except ValueError as exc:  # a value Python refuses to build, e.g. an int of 5000 digits
+        reason = str(exc).split(";")[0][:200]  # Python's advice after the ";" is not the user's
+        raise UsageError(f"{source}: a value cannot be read: {reason}") from None
     except RecursionError:
         raise UsageError(f"{source}: the YAML nests deeper than {MAX_DEPTH} levels") from None
     finally:
