@@ -166,7 +166,7 @@ def _format_error(exc: ValidationError, where: str) -> str:
     problems = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        found = f" (got {short_repr(err['input'])})" if err["type"] != "missing" else ""
+        found = f" (got {short_repr(err.get('input'))})" if err["type"] != "missing" else ""
         problems.append(f"{loc}: {err['msg']}{found}")
     more = f" (and {len(exc.errors()) - 5} more)" if len(exc.errors()) > 5 else ""
     return f"invalid benchmark suite {where}: " + "; ".join(problems) + more

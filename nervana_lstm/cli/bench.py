@@ -223,8 +223,8 @@ def _check_suite_threads(suite: Any, chosen: list[int] | None) -> None:
     over = [n for n in suite.defaults.threads if n > cpus]
     if over:
         raise UsageError(
-            f"suite {suite.name!r} asks for threads {suite.defaults.threads}, but this process "
-            f"may use {cpus} CPU(s); pass --threads with counts in 1..{cpus}"
+            f"suite {short_repr(suite.name)} asks for threads {suite.defaults.threads}, but "
+            f"this process may use {cpus} CPU(s); pass --threads with counts in 1..{cpus}"
         )
 
 

@@ -10,18 +10,18 @@ step (per-step targets; 0 when the target is read after the last step), ``P``
 the parameters (recurrent stack, embedding, head) and ``S`` the optimizer's
 slots per parameter (adamw 2, sgd with momentum 1, plain sgd 0)::
 
-    activations   4·T·N·((10·G + 8)·L·D·H + 4·(E + O))   forward kept for backward, and
-                                                         backward's buffers of the same size
-    evaluation    4·T·B·((G + 2)·D·H + E + O)           one held-out batch, no gradients
-    parameters    4·P·(2 + S + X)                       weights, gradients, optimizer state;
-                                                         X = 1 for bf16 or ipex (a second copy)
-    task data     adding  24·T·(N + M)                   values, markers and the stacked input
-                  copy    32·(T + 20)·(N + M)            int64 inputs and targets
-                  files   8·T·N·F                        a padded batch (the file is already read)
-    overhead      256 MiB                                 thread pools, primitive caches
+    activations  4·T·N·((10·G + 8)·L·D·H + 4·(E + O))  forward kept for backward, and
+                                                       backward's buffers of the same size
+    evaluation   4·T·B·((G + 2)·D·H + E + O)          one held-out batch, no gradients
+    parameters   4·P·(2 + S + X)                      weights, gradients, optimizer state;
+                                                       X = 1 for bf16, ipex or auto (a copy)
+    task data    adding  24·T·(N + M)                 values, markers, the stacked input
+                 copy    32·(T + 20)·(N + M)          int64 inputs and targets
+                 files   8·T·N·F                      a padded batch (the file is read)
+    overhead     256 MiB                              thread pools, primitive caches
 
 The activation factor ``10·G + 8`` bounds what one training step of the
-``reference``, ``onednn`` and ``ipex`` backends was measured to hold per
+``onednn``, ``reference`` and ``ipex`` backends was measured to hold per
 ``T·N·H`` and layer (about 16, 23 and 36 floats for an LSTM); ``accel: auto``
 tries each backend, so the largest counts. The estimate is compared with
 :func:`nervana_lstm.resources.available_memory` twice: from the config alone
@@ -33,8 +33,8 @@ that shrink its largest parts.
 One call of a bare recurrent stack (what ``nervana-lstm bench`` times) needs, by
 the same factors, with ``I`` its input size::
 
-    stack_call_bytes = 4·T·N·(a·L·D·H + k·I) + 4·P·w      training: a = 10·G + 8, k = 2, w = 3
-                                                         inference: a = G + 2, k = 1, w = 1
+    stack_call_bytes = 4·T·N·(a·L·D·H + k·I) + 4·P·w
+    training:  a = 10·G + 8, k = 2, w = 3      inference:  a = G + 2, k = 1, w = 1
 """
 
 from __future__ import annotations
