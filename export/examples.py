@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nervana_lstm.errors import UsageError
+from nervana_lstm.errors import UsageError, short_repr
+from nervana_lstm.resources import check_fits
 
 __all__ = ["BLANK", "DELIMITER", "EXAMPLE_TASKS", "N_RECALL", "N_SYMBOLS", "task_examples"]
 
@@ -79,6 +80,11 @@ def task_examples(task: str, options: dict, n: int, seed: int = 0) -> tuple[np.n
         raise UsageError(f"--example expects 1..1000000 sequences, got {n}")
     lag = options.get("T")
     if not isinstance(lag, int) or lag < (2 if task == "adding" else 1):
-        raise UsageError(f"the model's metadata has no usable task option T (got {lag!r})")
+        raise UsageError(
+            f"the model's metadata has no usable task option T (got {short_repr(lag)})"
+        )
+    steps = lag if task == "adding" else lag + 2 * N_RECALL
+    # drawing, stacking and the per-step outputs: well under this many bytes per step
+    check_fits(f"--example {n} (T={steps})", {"examples": n * steps * 64}, ["--example"])
     rng = np.random.default_rng(seed)
     return adding_examples(n, lag, rng) if task == "adding" else copy_examples(n, lag, rng)

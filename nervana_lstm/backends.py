@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from types import ModuleType
 
 from nervana_lstm.choices import IPEX_BACKENDS
-from nervana_lstm.errors import BackendUnavailable, UsageError
+from nervana_lstm.errors import BackendUnavailable, UsageError, short_repr
 
 __all__ = [
     "BACKENDS",
@@ -243,7 +243,9 @@ _CHECKS: dict[str, Callable[[], BackendStatus]] = {
 
 def _check_name(name: str) -> None:
     if name not in _CHECKS and name not in IPEX_BACKENDS:
-        raise UsageError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
+        raise UsageError(
+            f"unknown backend {short_repr(name)}; expected one of: {', '.join(BACKENDS)}"
+        )
 
 
 def backend_status(name: str) -> BackendStatus:

@@ -24,14 +24,12 @@ by the same schema.
 
 from __future__ import annotations
 
-import re
 import types
 import typing
 from collections.abc import Iterable, KeysView, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -43,9 +41,13 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from nervana_lstm.choices import Accel, Kind, TaskName, TrainPrecision
-from nervana_lstm.errors import UsageError
+from nervana_lstm.errors import UsageError, short_repr
+from nervana_lstm.safe_yaml import load_yaml, read_yaml_file
 
 __all__ = [
+    "MAX_HELD_OUT",
+    "MAX_POOL_BATCHES",
+    "MAX_STEPS",
     "TASK_OPTIONS",
     "AddingOptions",
     "CharLMOptions",
@@ -74,6 +76,13 @@ class _Section(BaseModel):
 
 # ---------------------------------------------------------------- task options
 
+#: the most steps a synthetic sequence or a charlm chunk may have
+MAX_STEPS = 1_000_000
+#: the most held-out sequences a synthetic task may draw
+MAX_HELD_OUT = 1_000_000
+#: the most batches a files task sorts by length at once
+MAX_POOL_BATCHES = 1_000_000
+
 #: a non-empty string (a file path, a corpus name)
 _Text = Annotated[str, Field(min_length=1)]
 
@@ -94,22 +103,22 @@ class AddingOptions(TaskOptions):
     """The adding problem (``nervana_lstm.data.adding``)."""
 
     #: sequence length; one marker falls in each half
-    T: int = Field(100, ge=2)
+    T: int = Field(100, ge=2, le=MAX_STEPS)
     #: fixes every training batch and the held-out set
     seed: int = Field(0, ge=0)
     #: number of held-out sequences
-    eval_size: int = Field(1000, ge=1)
+    eval_size: int = Field(1000, ge=1, le=MAX_HELD_OUT)
 
 
 class CopyOptions(TaskOptions):
     """The copying memory task (``nervana_lstm.data.copying``)."""
 
     #: blanks between the symbols and the recall; sequences have T + 20 steps
-    T: int = Field(100, ge=1)
+    T: int = Field(100, ge=1, le=MAX_STEPS)
     #: fixes every training batch and the held-out set
     seed: int = Field(0, ge=0)
     #: number of held-out sequences
-    eval_size: int = Field(1000, ge=1)
+    eval_size: int = Field(1000, ge=1, le=MAX_HELD_OUT)
 
 
 class CharLMOptions(TaskOptions):
@@ -118,7 +127,7 @@ class CharLMOptions(TaskOptions):
     #: "pydoc_topics" (Python's help texts), a text file, a glob, or a list of those
     corpus: _Text | Annotated[list[_Text], Field(min_length=1)] = "pydoc_topics"
     #: characters per chunk (truncated-BPTT length)
-    seq_len: int = Field(100, ge=1)
+    seq_len: int = Field(100, ge=1, le=MAX_STEPS)
     #: fixes each pass's start offset
     seed: int = Field(0, ge=0)
     #: share of the text, taken from its end, held out for evaluation
@@ -142,7 +151,7 @@ class FilesOptions(TaskOptions):
     #: share of sequences held out for evaluation
     eval_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     #: batches per length-sorting pool
-    pool_batches: int = Field(32, ge=1)
+    pool_batches: int = Field(32, ge=1, le=MAX_POOL_BATCHES)
     #: let an NPZ with a ragged object array be unpickled (trusted files only)
     allow_pickle: bool = False
 
@@ -257,7 +266,7 @@ class TrainConfig(_Section):
     steps: int = Field(1000, ge=1)
     #: global batch; under torchrun each of N processes takes batch_size / N rows
     batch_size: int = Field(32, ge=1)
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: int = Field(0, ge=0)
     accel: Accel = "auto"
     #: fp32, bf16, or auto: bf16 where the CPU computes it natively (AMX-BF16, AVX512_BF16)
     precision: TrainPrecision = "fp32"
@@ -308,34 +317,11 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
 # --------------------------------------------------------------------------- YAML
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.2 rules; 1.1 wants ``1.0e-3``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
 def yaml_scalar(text: str) -> Any:
-    """Parse one ``--set`` value with the YAML rules the config file uses."""
-    try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
-    except yaml.YAMLError as exc:
-        raise UsageError(f"cannot parse value {text!r} as YAML: {_one_line(exc)}") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    """Parse one ``--set`` value with the YAML rules (and limits) the config file uses."""
+    return load_yaml(
+        text, f"--set value {short_repr(text)}", invalid=f"cannot parse value {short_repr(text)}"
+    )
 
 
 # --------------------------------------------------------------------- errors
@@ -416,12 +402,12 @@ def _problem(err: Mapping[str, Any]) -> str:
     path = ".".join(keys) or "(top level)"
     if kind == "extra_forbidden":
         allowed = ", ".join(model.model_fields)
-        return f"{path}: unknown key (allowed keys here: {allowed}); found {found!r}"
+        return f"{path}: unknown key (allowed keys here: {allowed}); found {short_repr(found)}"
     if kind == "missing":
         return f"{path}: required key is missing"
     expected = f"expected {_expected(field)}, " if field is not None else ""
     why = str(ctx["error"]) if "error" in ctx else err["msg"]  # a validator's own words
-    return f"{path}: {expected}got {found!r} ({type(found).__name__}): {why}"
+    return f"{path}: {expected}got {short_repr(found)} ({type(found).__name__}): {why}"
 
 
 def config_from_dict(data: Any, source: str = "config") -> RunConfig:
@@ -429,7 +415,7 @@ def config_from_dict(data: Any, source: str = "config") -> RunConfig:
     if not isinstance(data, Mapping):
         raise UsageError(
             f"{source}: expected a mapping with sections task, model, optim, train, eval; "
-            f"got {type(data).__name__} {data!r}"
+            f"got {type(data).__name__} {short_repr(data)}"
         )
     try:
         return RunConfig.model_validate(dict(data))
@@ -451,10 +437,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise UsageError(f"--set expects section.key=value, got {text!r}")
+        raise UsageError(f"--set expects section.key=value, got {short_repr(text)}")
     path = key.split(".")
     if any(not p for p in path):
-        raise UsageError(f"--set key {key!r} has an empty part; expected section.key=value")
+        raise UsageError(
+            f"--set key {short_repr(key)} has an empty part; expected section.key=value"
+        )
     _check_path(path, text)
     return path, yaml_scalar(value)
 
@@ -466,7 +454,7 @@ def _check_path(path: list[str], text: str) -> None:
             where = ".".join(path[:depth]) or "the top level"
             allowed = ", ".join(model.model_fields)
             raise UsageError(
-                f"--set {text!r}: unknown key {'.'.join(path[: depth + 1])!r} "
+                f"--set {short_repr(text)}: unknown key {short_repr('.'.join(path[: depth + 1]))} "
                 f"(allowed under {where}: {allowed})"
             )
         section = _section_of(model.model_fields[part].annotation)
@@ -479,10 +467,10 @@ def _check_path(path: list[str], text: str) -> None:
             continue
         if len(path) - 1 <= leaf:
             return
-        raise UsageError(f"--set {text!r}: {'.'.join(path[: leaf + 1])} has no sub-keys")
+        raise UsageError(f"--set {short_repr(text)}: {'.'.join(path[: leaf + 1])} has no sub-keys")
     if len(path) == 1:
         raise UsageError(
-            f"--set {text!r}: {path[0]!r} is a section; set one of its keys, "
+            f"--set {short_repr(text)}: {path[0]!r} is a section; set one of its keys, "
             f"e.g. {path[0]}.{next(iter(model.model_fields))}=..."
         )
 
@@ -499,7 +487,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
                 child = node[part] = {}
             elif not isinstance(child, dict):
                 raise UsageError(
-                    f"--set {text!r}: {part!r} in the config is {child!r}, not a mapping"
+                    f"--set {short_repr(text)}: {short_repr(part)} in the config is "
+                    f"{short_repr(child)}, not a mapping"
                 )
             node = child
         node[path[-1]] = value
@@ -515,22 +504,17 @@ def _deep_copy(data: Any) -> Any:
 
 
 def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> RunConfig:
-    """Read a YAML file (or start from nothing when ``path`` is None), apply overrides, validate."""
+    """Read a YAML file (or start from nothing when ``path`` is None), apply overrides, validate.
+
+    The file must be a regular UTF-8 file within the limits of
+    :mod:`nervana_lstm.safe_yaml` (size, alias expansion, nesting, no duplicate keys).
+    """
     data: Any = {}
     source = "config"
     if path is not None:
         p = Path(path)
         source = f"config {p}"
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UsageError(f"config file {p} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read config file {p}: {_one_line(exc)}") from None
-        try:
-            data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{p} is not valid YAML: {_one_line(exc)}") from None
+        data = read_yaml_file(p, "config file")
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
@@ -540,6 +524,6 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> RunCo
             )
         if any(not isinstance(k, str) for k in data):
             bad = next(k for k in data if not isinstance(k, str))
-            raise UsageError(f"{source}: section names must be strings, found {bad!r}")
+            raise UsageError(f"{source}: section names must be strings, found {short_repr(bad)}")
     data = apply_overrides(data, overrides)
     return config_from_dict(data, source)

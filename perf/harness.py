@@ -29,6 +29,7 @@ from nervana_lstm.perf.flops import mode_flops
 from nervana_lstm.perf.results import Row
 from nervana_lstm.perf.spec import Spec, Unavailable, quiet_known_warnings
 from nervana_lstm.perf.suites import Suite
+from nervana_lstm.resources import MemoryLimit, available_memory, format_bytes
 
 __all__ = [
     "EFFICIENCY",
@@ -252,21 +253,45 @@ def _measure_group(members: list[tuple[Row, Planned]], d: Any, log: Callable[[st
     gc.collect()
 
 
+def _too_big(spec: Spec, limit: MemoryLimit | None) -> str | None:
+    """Why ``spec`` cannot be built in the memory this process may use, or None."""
+    from nervana_lstm.train.budget import stack_call_bytes  # imports torch
+
+    need = stack_call_bytes(
+        spec.kind, spec.seq_len, spec.batch, spec.input_size, spec.hidden_size,
+        spec.num_layers, training=spec.mode == "train",
+    )  # fmt: skip
+    if limit is None or need <= limit.bytes:
+        return None
+    return (
+        f"needs about {format_bytes(need)} of memory; this process can use about "
+        f"{format_bytes(limit.bytes)} ({limit.source})"
+    )
+
+
 def _schedule(
     rows: list[Row],
     planned: list[Planned],
     peaks: dict[str, dict[str, Any]],
     per_instance: int | None,
     d: Any,
+    instances: int = 1,
 ) -> dict[tuple[Any, ...], list[tuple[Row, Planned]]]:
-    """Skip the calls estimated to run past ``max_call_s``; group the rest by what they share.
+    """Skip the calls that would not fit in memory (see
+    :func:`nervana_lstm.train.budget.stack_call_bytes`) or are estimated to run past
+    ``max_call_s``; group the rest by what they share.
 
     A group is one (kind, shape, mode, dtype, threads): its implementations are
     built together and timed interleaved.
     """
     groups: dict[tuple[Any, ...], list[tuple[Row, Planned]]] = {}
+    limit = available_memory(instances)
     for row, p in zip(rows, planned, strict=True):
         if row.status != "pending":
+            continue
+        too_big = _too_big(p.spec, limit)
+        if too_big is not None:
+            row.fail("skipped", too_big)
             continue
         peak = peaks.get(_peak_key(_peak_dtype(p.spec.dtype), per_instance or p.spec.threads))
         est = estimate_call_s(p.spec, d.count, peak["gflops"] if peak else None)
@@ -324,7 +349,7 @@ def run_suite(
     phases["peaks_s"] = round(time.perf_counter() - mark, 1)
     mark = time.perf_counter()
 
-    groups = _schedule(rows, planned, peaks, per_instance, d)
+    groups = _schedule(rows, planned, peaks, per_instance, d, sel.instances)
     with quiet_known_warnings():
         if sel.instances == 1:
             for members in groups.values():

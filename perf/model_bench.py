@@ -109,6 +109,27 @@ def default_threads() -> int:
     return max(1, min(cpu.cores, cpu.affinity))
 
 
+def _check_memory(trained: Trained, batch: int, steps: int) -> None:
+    """Refuse a --batch and --seq-len whose inputs and activations cannot fit: torch and
+    OpenVINO each hold one forward's (:func:`~nervana_lstm.train.budget.stack_call_bytes`)
+    and its outputs."""
+    from nervana_lstm.resources import check_fits
+    from nervana_lstm.train.budget import stack_call_bytes
+
+    m, spec = trained.config.model, trained.spec
+    width = m.embedding_dim if spec.input_kind == "tokens" else spec.input_size
+    call = stack_call_bytes(
+        m.kind, steps, batch, width, m.hidden_size, m.num_layers,
+        training=False, bidirectional=m.bidirectional,
+    )  # fmt: skip
+    outputs = 4 * steps * batch * spec.output_size
+    check_fits(
+        f"bench --model with N={batch}, T={steps}",
+        {"torch": call + outputs, "OpenVINO": call + outputs},
+        ["--batch", "--seq-len"],
+    )
+
+
 def task_steps(trained: Trained) -> tuple[int, str]:
     """The sequence length the task trains on, and where it comes from.
 
@@ -414,6 +435,7 @@ def run_model_bench(
     if settings.seq_len is not None:
         steps, steps_from = settings.seq_len, "--seq-len"
     task = trained.config.task.name
+    _check_memory(trained, settings.batch, steps)
     log(
         f"bench --model: {task} {cfg.kind} L={cfg.num_layers} H={cfg.hidden_size} from "
         f"{checkpoint} (step {trained.step}); T={steps} ({steps_from}), {settings.threads} thread(s)"

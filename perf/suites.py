@@ -34,11 +34,12 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nervana_lstm.choices import BENCH_DTYPES, BENCH_IMPLS, MODES, PRECISIONS, Kind
-from nervana_lstm.errors import UsageError
+from nervana_lstm.config import MAX_STEPS
+from nervana_lstm.errors import UsageError, short_repr
+from nervana_lstm.safe_yaml import MAX_BYTES, load_yaml, read_yaml_file
 
 __all__ = [
     "BUILTIN",
@@ -65,10 +66,13 @@ def _check_subset(values: list[str] | None, allowed: tuple[str, ...], what: str)
     return values
 
 
-class Defaults(BaseModel):
-    """Suite-wide settings; see the module docstring."""
+class _Strict(BaseModel):
+    # as strict as the run config: "8", true and .inf are not numbers, unknown keys are errors
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    model_config = ConfigDict(extra="forbid")
+
+class Defaults(_Strict):
+    """Suite-wide settings; see the module docstring."""
 
     # every implementation but ``compiled``, whose first compile takes about a minute
     impls: list[str] = Field(default_factory=lambda: [i for i in BENCH_IMPLS if i != "compiled"])
@@ -80,7 +84,7 @@ class Defaults(BaseModel):
     time_cap_s: float = Field(4.0, gt=0)
     max_call_s: float = Field(10.0, gt=0)
     count: Literal["full", "recurrent"] = "full"
-    peak_size: int = Field(1024, ge=16)
+    peak_size: int = Field(1024, ge=16, le=8192)
 
     @field_validator("impls")
     @classmethod
@@ -105,17 +109,20 @@ class Defaults(BaseModel):
         return v
 
 
-class ShapeEntry(BaseModel):
-    """One problem size; ``impls``/``modes``/``dtypes`` optionally narrow the defaults."""
+class ShapeEntry(_Strict):
+    """One problem size; ``impls``/``modes``/``dtypes`` optionally narrow the defaults.
 
-    model_config = ConfigDict(extra="forbid")
+    Sizes have the run config's bounds (hidden and input at most 65536, 64 layers,
+    a million steps or rows); whether a shape fits this machine's memory is judged
+    when it is planned, and a shape that does not is listed as skipped.
+    """
 
     kind: Kind
-    seq_len: int = Field(ge=1)
-    batch: int = Field(ge=1)
-    input_size: int = Field(ge=1)
-    hidden_size: int = Field(ge=1)
-    num_layers: int = Field(1, ge=1)
+    seq_len: int = Field(ge=1, le=MAX_STEPS)
+    batch: int = Field(ge=1, le=1_000_000)
+    input_size: int = Field(ge=1, le=65536)
+    hidden_size: int = Field(ge=1, le=65536)
+    num_layers: int = Field(1, ge=1, le=64)
     impls: list[str] | None = None
     modes: list[str] | None = None
     dtypes: list[str] | None = None
@@ -145,10 +152,8 @@ class ShapeEntry(BaseModel):
         )
 
 
-class Suite(BaseModel):
+class Suite(_Strict):
     """A named list of shapes with defaults."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str
     description: str = ""
@@ -161,7 +166,8 @@ def _format_error(exc: ValidationError, where: str) -> str:
     problems = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        problems.append(f"{loc}: {err['msg']}")
+        found = f" (got {short_repr(err.get('input'))})" if err["type"] != "missing" else ""
+        problems.append(f"{loc}: {err['msg']}{found}")
     more = f" (and {len(exc.errors()) - 5} more)" if len(exc.errors()) > 5 else ""
     return f"invalid benchmark suite {where}: " + "; ".join(problems) + more
 
@@ -198,11 +204,11 @@ def load_suite(name_or_path: str) -> Suite:
                 f"unknown suite {name_or_path!r}; expected one of {', '.join(BUILTIN)} "
                 "or a path to a .yaml file"
             )
-    if not path.is_file():
-        raise UsageError(f"benchmark suite file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UsageError(f"benchmark suite {path} is not valid YAML: {exc}") from None
+    if isinstance(path, Path):
+        if not path.exists() and not path.is_symlink():
+            raise UsageError(f"benchmark suite file not found: {path}")
+        data = read_yaml_file(path, "benchmark suite")  # a regular UTF-8 file, bounded
+    else:
+        data = load_yaml(path.read_text(encoding="utf-8")[: MAX_BYTES + 1], f"suite {path}")
     suite = suite_from_dict(data, str(path))
     return suite.model_copy(update={"source": str(path)})

@@ -292,9 +292,21 @@ def test_cli_subprocess_bad_set(cli) -> None:
 @pytest.mark.parametrize(
     ("task", "text", "fragment"),
     [
-        ("adding", "task.options.T=1", "task.options.T: expected int (>= 2), got 1 (int)"),
-        ("copy", "task.options.T=0", "task.options.T: expected int (>= 1), got 0 (int)"),
-        ("adding", "task.options.T=8.0", "task.options.T: expected int (>= 2), got 8.0 (float)"),
+        (
+            "adding",
+            "task.options.T=1",
+            "task.options.T: expected int (>= 2, <= 1000000), got 1 (int)",
+        ),
+        (
+            "copy",
+            "task.options.T=0",
+            "task.options.T: expected int (>= 1, <= 1000000), got 0 (int)",
+        ),
+        (
+            "adding",
+            "task.options.T=8.0",
+            "task.options.T: expected int (>= 2, <= 1000000), got 8.0 (float)",
+        ),
         ("adding", "task.options.seed=true", "task.options.seed: expected int (>= 0), got True"),
         (
             "adding",
@@ -400,5 +412,5 @@ def test_cli_bad_task_option_exits_2_before_writing(scratch: Path) -> None:
          "--set", "task.options.T=1"]
     )  # fmt: skip
     assert code == 2 and "Traceback" not in err
-    assert "task.options.T: expected int (>= 2), got 1 (int)" in err
+    assert "task.options.T: expected int (>= 2, <= 1000000), got 1 (int)" in err
     assert not out.exists()

@@ -25,19 +25,23 @@ def count_params(
     Per layer and direction a kind with ``G`` gate blocks (rnn 1, gru 3, lstm and
     dglstm 4) has ``G*H*(I_k + H)`` weights and ``2*G*H`` biases, with
     ``I_0 = I`` and ``I_k = D*H`` above. dglstm adds to each layer k >= 1 the depth
-    gate: ``W_xd`` (H*H), ``w_cd`` and ``w_ld`` (H each) and ``b_d`` (H).
+    gate: ``W_xd`` (H*H), ``w_cd`` and ``w_ld`` (H each) and ``b_d`` (H). Every layer
+    above the first has the same count, so the total is ``layer_0 + (L-1) * layer_1``.
     """
     check_kind(kind)
     check_sizes(kind, input_size, hidden_size, num_layers, bidirectional, 0.0)
     h, g = hidden_size, gate_count(kind)
     dirs = 2 if bidirectional else 1
-    total = 0
-    for k in range(num_layers):
-        layer_in = input_size if k == 0 else dirs * h
-        total += dirs * (g * h * (layer_in + h) + (2 * g * h if bias else 0))
-        if kind == "dglstm" and k > 0:
-            total += h * h + 2 * h + (h if bias else 0)
-    return total
+    biases = 2 * g * h if bias else 0
+
+    def layer(layer_in: int) -> int:  # one layer, every direction
+        return dirs * (g * h * (layer_in + h) + biases)
+
+    above = layer(dirs * h)  # each of the layers 1 .. L-1
+    if kind == "dglstm":
+        above += h * h + 2 * h + (h if bias else 0)
+    # closed form: a count for any number of layers costs the same
+    return layer(input_size) + (num_layers - 1) * above
 
 
 def param_formula(kind: str, num_layers: int = 1) -> str:

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from nervana_lstm import __version__
 from nervana_lstm.errors import UsageError
@@ -42,8 +43,21 @@ EXIT_USAGE = 2
 COMPUTE_COMMANDS = frozenset({"train", "sample", "export", "infer", "bench"})
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose error messages stay short, whatever value was typed."""
+
+    def error(self, message: str) -> NoReturn:
+        if len(message) > _MAX_MESSAGE:
+            message = f"{message[:_MAX_MESSAGE]}... ({len(message)} chars)"
+        super().error(message)
+
+
+#: argparse quotes a bad value whole; a pasted file must not become the error message
+_MAX_MESSAGE = 300
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nervana-lstm",
         description="Recurrent networks on Intel CPUs: train, export to OpenVINO, benchmark.",
     )

@@ -24,13 +24,14 @@ than A by more than the threshold on any row. A ``run`` option given to
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from nervana_lstm.choices import BENCH_DTYPES, BENCH_IMPLS, KINDS, MODES
-from nervana_lstm.errors import UsageError
+from nervana_lstm.errors import UsageError, short_repr
 
 EPILOG = """\
 examples:
@@ -182,7 +183,9 @@ def _csv(value: str | None, allowed: tuple[str, ...], flag: str) -> list[str] | 
     items = [v.strip() for v in value.split(",") if v.strip()]
     bad = [v for v in items if v not in allowed]
     if bad or not items:
-        raise UsageError(f"{flag} got {value!r}; expected a comma list of: {', '.join(allowed)}")
+        raise UsageError(
+            f"{flag} got {short_repr(value)}; expected a comma list of: {', '.join(allowed)}"
+        )
     return items
 
 
@@ -194,8 +197,35 @@ def _int_csv(value: str | None, flag: str) -> list[int] | None:
     except ValueError:
         items = []
     if not items or any(v < 1 for v in items):
-        raise UsageError(f"{flag} got {value!r}; expected a comma list of positive integers")
+        raise UsageError(
+            f"{flag} got {short_repr(value)}; expected a comma list of positive integers"
+        )
     return items
+
+
+def _threads_csv(value: str | None) -> list[int] | None:
+    """``--threads``: positive counts, none above the CPUs this process may use."""
+    from nervana_lstm.resources import check_threads
+
+    counts = _int_csv(value, "--threads")
+    for n in counts or []:
+        check_threads(n, "--threads")
+    return counts
+
+
+def _check_suite_threads(suite: Any, chosen: list[int] | None) -> None:
+    """The suite's own thread counts, when --threads does not replace them, must fit too."""
+    from nervana_lstm.resources import usable_cpus
+
+    if chosen is not None:
+        return
+    cpus = usable_cpus()
+    over = [n for n in suite.defaults.threads if n > cpus]
+    if over:
+        raise UsageError(
+            f"suite {short_repr(suite.name)} asks for threads {suite.defaults.threads}, but "
+            f"this process may use {cpus} CPU(s); pass --threads with counts in 1..{cpus}"
+        )
 
 
 def _check_out_dir(out: Path) -> None:
@@ -243,9 +273,10 @@ def _positive(value: str | None, flag: str, default: float, kind: type = int) ->
         number = kind(value)
     except ValueError:
         number = -1
-    if number < (0 if flag == "--warmup" else 1e-9):
-        expected = "an integer >= 0" if flag == "--warmup" else f"a positive {kind.__name__}"
-        raise UsageError(f"{flag} got {value!r}; expected {expected}")
+    if not math.isfinite(number) or number < (0 if flag == "--warmup" else 1e-9):
+        positive = "a finite positive float" if kind is float else f"a positive {kind.__name__}"
+        expected = "an integer >= 0" if flag == "--warmup" else positive
+        raise UsageError(f"{flag} got {short_repr(value)}; expected {expected}")
     return number
 
 
@@ -260,9 +291,11 @@ def _run_model(args: argparse.Namespace, given: list[str]) -> int:
             "[--ov-settings]"
         )
     args = run_options(args)
-    threads = _int_csv(args.threads, "--threads")
+    threads = _threads_csv(args.threads)
     if threads is not None and len(threads) != 1:
-        raise UsageError(f"--threads got {args.threads!r}; --model takes one thread count")
+        raise UsageError(
+            f"--threads got {short_repr(args.threads)}; --model takes one thread count"
+        )
     from nervana_lstm.perf.model_bench import ModelBenchSettings, default_threads
 
     settings = ModelBenchSettings(
@@ -321,15 +354,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         instances = int(args.instances)
     except ValueError:
-        raise UsageError(f"--instances got {args.instances!r}; expected an integer >= 1") from None
+        raise UsageError(
+            f"--instances got {short_repr(args.instances)}; expected an integer >= 1"
+        ) from None
     if instances < 1:
-        raise UsageError(f"--instances got {args.instances!r}; expected an integer >= 1")
+        raise UsageError(f"--instances got {short_repr(args.instances)}; expected an integer >= 1")
     sel = Selection(
         kinds=_csv(args.kinds, KINDS, "--kinds"),
         impls=_csv(args.impls, BENCH_IMPLS, "--impls"),
         modes=_csv(args.modes, MODES, "--modes"),
         dtypes=_csv(args.dtypes, BENCH_DTYPES, "--dtypes"),
-        threads=_int_csv(args.threads, "--threads"),
+        threads=_threads_csv(args.threads),
         instances=instances,
         probe=not args.no_probe,
     )
@@ -343,6 +378,8 @@ def run(args: argparse.Namespace) -> int:
                 "uses its own cores' worth of threads"
             )
     suite = load_suite(args.suite)
+    if instances == 1:  # K instances run on their own cores' worth of threads instead
+        _check_suite_threads(suite, sel.threads)
     out = Path(args.out)
     _check_out_dir(out)
     command = " ".join(["nervana-lstm", *sys.argv[1:]]) if sys.argv else None

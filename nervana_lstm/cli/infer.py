@@ -66,8 +66,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed expects an integer in 0..2**63-1, got {args.seed}")
     if args.input == "-" and not args.stream:
         raise UsageError("--input - (stdin) is read with --stream; give a file otherwise")
-    if args.input not in (None, "-") and not Path(args.input).exists():
-        raise UsageError(f"--input {args.input} does not exist; expected a .csv or .npz file")
+    if args.input not in (None, "-"):
+        from nervana_lstm.user_files import check_regular_file
+
+        check_regular_file(args.input, "--input")  # a directory, FIFO or device is refused
     meta = read_meta(args.model)  # a clear error for a non-export directory, before compiling
     if args.stream and not meta.stateful:
         raise UsageError(

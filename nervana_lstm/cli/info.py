@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--require",
         metavar="BACKEND[,BACKEND]",
-        default="",
+        default=None,
         help="exit with status 2 and the reason unless these backends can run here "
         "(ipex, onednn, reference, openvino)",
     )
@@ -61,11 +61,19 @@ def format_info(info: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nervana_lstm.backends import require
+    from nervana_lstm.backends import BACKENDS, require
+    from nervana_lstm.errors import UsageError, short_repr
     from nervana_lstm.platform_info import collect_info
 
-    for name in filter(None, (n.strip() for n in args.require.split(","))):
-        require(name)
+    if args.require is not None:
+        names = [n.strip() for n in args.require.split(",")]
+        if not all(names):
+            raise UsageError(
+                f"--require got {short_repr(args.require)}; expected a comma list of backends "
+                f"({', '.join(BACKENDS)}) with no empty item"
+            )
+        for name in names:
+            require(name)
     info = collect_info()
     print(json.dumps(info, indent=2, sort_keys=False) if args.json else format_info(info))
     return 0

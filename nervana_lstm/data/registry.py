@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from nervana_lstm.choices import TaskName
 from nervana_lstm.config import TASK_OPTIONS, TaskOptions
 from nervana_lstm.data.base import Task
-from nervana_lstm.errors import UsageError
+from nervana_lstm.errors import UsageError, short_repr
 
 __all__ = ["TASKS", "make_task"]
 
@@ -65,7 +65,7 @@ def _problems(name: str, options: dict[str, Any], exc: ValidationError) -> str:
     if missing:
         lines.append(f"task {name!r} needs option(s): {', '.join(missing)}")
     lines += [
-        f"{name}: option {key!r} must be {' or '.join(words)}, got {options[key]!r}"
+        f"{name}: option {key!r} must be {' or '.join(words)}, got {short_repr(options[key])}"
         for key, words in bad.items()
     ]
     return "; ".join(lines)
@@ -74,7 +74,7 @@ def _problems(name: str, options: dict[str, Any], exc: ValidationError) -> str:
 def make_task(name: str, **options: Any) -> Task:
     """Build the task called ``name``; every option is checked, and a bad one is a UsageError."""
     if not isinstance(name, str) or name not in TASKS:
-        raise UsageError(f"unknown task {name!r}; expected one of: {', '.join(TASKS)}")
+        raise UsageError(f"unknown task {short_repr(name)}; expected one of: {', '.join(TASKS)}")
     try:
         validated: TaskOptions = TASK_OPTIONS[name].model_validate(options)
     except ValidationError as exc:

@@ -20,7 +20,6 @@ writes in :mod:`~nervana_lstm.train.report`.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,10 @@ from nervana_lstm.choices import PRECISIONS, TRAIN_BACKENDS, Precision
 from nervana_lstm.config import RunConfig, resolve_config
 from nervana_lstm.data import Batch, Task, TaskSpec, make_task
 from nervana_lstm.errors import UsageError
+from nervana_lstm.resources import resolve_threads
 from nervana_lstm.train import accel, checkpoint, report
 from nervana_lstm.train.autotune import build_for, measure_backends
+from nervana_lstm.train.budget import check_training_memory
 from nervana_lstm.train.distributed import (
     DistContext,
     broadcast_flag,
@@ -61,16 +62,6 @@ class RunResult:
     backend: str
     precision: str
     best_eval: float | None
-
-
-# ----------------------------------------------------------------- small helpers
-
-
-def _threads(cfg: RunConfig, ctx: DistContext) -> int:
-    if cfg.train.threads is not None:
-        return cfg.train.threads
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cpus or 1) // ctx.local_world_size)
 
 
 # --------------------------------------------------------------------- the run
@@ -107,12 +98,17 @@ def _train(
     say = console.print if ctx.is_main else _quiet
 
     # 1. set up ------------------------------------------------------------------------
-    threads = _threads(cfg, ctx)
+    threads, threads_from = resolve_threads(
+        cfg.train.threads, "train.threads", ctx.local_world_size
+    )
     torch.set_num_threads(threads)
     _check_batch_split(cfg, ctx)
+    memory = {"world_size": ctx.world_size, "local_processes": ctx.local_world_size}
+    check_training_memory(cfg, **memory)  # before any data or weights exist
     cfg = resolve_config(cfg)
     tc, oc = cfg.train, cfg.optim
     task: Task = make_task(cfg.task.name, **cfg.task.options)
+    check_training_memory(cfg, task, **memory)  # with the task's real sizes, before the model
     spec, vocab = task.spec, checkpoint.vocab_of(task)
     _check_task_and_backend(cfg, spec)
 
@@ -133,7 +129,7 @@ def _train(
     torch.manual_seed(process_seed(tc.seed, ctx.rank))
     progress = resumed.progress(cfg, ctx, spec.stateful, say) if resumed else Progress()
     save = _Saver(cfg, ctx, choice.backend, prec, net, optimizer, vocab)
-    report.print_setup(say, choice, precision, cfg, threads, ctx)
+    report.print_setup(say, choice, precision, cfg, threads, ctx, threads_from)
     if ctx.is_main:
         # Written only now that the run is set up: a refused config, model or checkpoint
         # leaves no run dir behind and never replaces the config of a run being resumed.

@@ -88,14 +88,17 @@ def print_setup(
     cfg: RunConfig,
     threads: int,
     ctx: DistContext,
+    threads_from: str = "",
 ) -> None:
-    """What will run, why, and on how many threads and processes."""
+    """What will run, why, and on how many threads (and where that number comes from) and
+    processes."""
     say(f"backend: {choice.backend} - {accel.describe(choice.backend, cfg.model.kind)}")
     say(f"  chosen because: {choice.reason}")
     say(f"precision: {accel.precision_text(precision.precision)}")
     say(f"  chosen because: {precision.reason}")
+    source = f" ({threads_from})" if threads_from else ""
     say(
-        f"threads: {threads} per process; processes: {ctx.world_size}"
+        f"threads: {threads} per process{source}; processes: {ctx.world_size}"
         + (f" ({ctx.backend})" if ctx.active else "")
     )
 
