@@ -14,7 +14,7 @@ slots per parameter (adamw 2, sgd with momentum 1, plain sgd 0)::
                                                        backward's buffers of the same size
     evaluation   4·T·B·((G + 2)·D·H + E + O)          one held-out batch, no gradients
     parameters   4·P·(2 + S + X)                      weights, gradients, optimizer state;
-                                                       X = 1 for bf16, ipex or auto (a copy)
+                                                       X = 1 for bf16, IPEX or auto (a copy)
     task data    adding  24·T·(N + M)                 values, markers, the stacked input
                  copy    32·(T + 20)·(N + M)          int64 inputs and targets
                  files   8·T·N·F                      a padded batch (the file is read)
@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nervana_lstm.cells import count_params
-from nervana_lstm.choices import gate_count
+from nervana_lstm.choices import IPEX_BACKENDS, gate_count
 from nervana_lstm.config import RunConfig
 from nervana_lstm.data.base import Task, TaskSpec
 from nervana_lstm.resources import MemoryLimit, check_fits
@@ -131,7 +131,8 @@ def estimate_training(
     P = count_params(m.kind, E, H, L, bidirectional=D == 2)
     P += shape.vocab * E + D * H * shape.outputs + shape.outputs
     slots = 2 if cfg.optim.name == "adamw" else (1 if cfg.optim.momentum > 0 else 0)
-    extra = 1 if cfg.train.precision == "bf16" or cfg.train.accel in ("ipex", "auto") else 0
+    copies = cfg.train.precision in ("bf16", "auto") or cfg.train.accel in (*IPEX_BACKENDS, "auto")
+    extra = 1 if copies else 0
 
     parts = {
         "activations": _FLOAT * T * N * ((10 * G + 8) * L * D * H + 4 * (E + O_step)),
