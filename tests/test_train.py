@@ -152,6 +152,65 @@ def test_ipex_trains(ipex, precision: str, tmp_path: Path) -> None:
     )  # masters, not bf16 copies
 
 
+def _record_backend(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.nn.Module, object]]:
+    """The (model, optimizer) each backend hands to the training loop, as it trains them."""
+    from nervana_lstm.train import accel
+
+    handed: list[tuple[torch.nn.Module, object]] = []
+    real = accel.apply_backend
+
+    def recording(*args: object, **kwargs: object) -> tuple[torch.nn.Module, object]:
+        model, optimizer = real(*args, **kwargs)
+        handed.append((model, optimizer))
+        return model, optimizer
+
+    monkeypatch.setattr(accel, "apply_backend", recording)
+    return handed
+
+
+@pytest.mark.ipex
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_ipex_training_runs_ipex_modules_and_master_weights(
+    ipex, precision: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What ipex.optimize changes is there in the model that trained: IPEX's LSTM module,
+    and with bf16 the optimizer's fp32 masters behind bf16 module weights."""
+    handed = _record_backend(monkeypatch)
+    train(tiny("adding", accel="ipex", precision=precision, steps=6), tmp_path / "i")
+    ((model, optimizer),) = handed
+    lstm = model.rnn.module
+    assert type(lstm).__module__.startswith("intel_extension_for_pytorch"), type(lstm)
+    saved = load_checkpoint(tmp_path / "i" / "checkpoints" / "last.pt")["model"]
+    if precision == "fp32":  # the checkpoint holds the weights the IPEX modules trained
+        state = model.state_dict()
+        assert sorted(state) == sorted(saved)
+        assert all(torch.equal(state[k], saved[k]) for k in saved)
+        return
+    masters = {id(attr.parameter): m for m, attr in optimizer.params_attr.items()}
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        weight = getattr(lstm, name)
+        master = masters[id(weight)]  # the optimizer keeps an fp32 master of each bf16 weight
+        assert (weight.dtype, master.dtype) == (torch.bfloat16, torch.float32), name
+        assert torch.equal(weight.detach(), master.detach().to(torch.bfloat16)), name
+        # the checkpoint holds the trained masters, with more bits than bf16 carries
+        assert torch.equal(saved[f"rnn.{name}"], master.detach()), name
+        assert not torch.equal(master.detach().to(torch.bfloat16).float(), master.detach())
+
+
+def test_bf16_training_computes_in_bf16(tmp_path: Path) -> None:
+    """The same run in fp32 and bf16: bf16 rounding shows in the trained weights (bf16 that
+    silently ran fp32 would give identical weights), and stays small."""
+    for backend in ("onednn", "reference"):
+        runs = {}
+        for precision in ("fp32", "bf16"):
+            out = tmp_path / f"{backend}-{precision}"
+            train(tiny("adding", accel=backend, precision=precision, steps=4), out)
+            runs[precision] = load_checkpoint(out / "checkpoints" / "last.pt")["model"]
+        diffs = {k: (runs["bf16"][k] - runs["fp32"][k]).abs().max().item() for k in runs["fp32"]}
+        assert max(diffs.values()) > 0, (backend, diffs)
+        assert max(diffs.values()) < 0.05, (backend, diffs)
+
+
 def test_nan_loss_stops_with_message_and_keeps_last_good(cli, tmp_path: Path) -> None:
     out = tmp_path / "nan"
     proc = cli(
