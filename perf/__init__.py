@@ -7,7 +7,7 @@ Modules, one job each:
 * :mod:`~nervana_lstm.perf.runner`   warm-up, repeats, median and spread, pinned threads
 * :mod:`~nervana_lstm.perf.peak`     the GEMM peak measured in the same run
 * :mod:`~nervana_lstm.perf.spec`     what implementations share: Spec, Variant, Unavailable,
-  the seeded inputs and module, the measured call
+  WrongResult, the seeded inputs and module, the measured call
 * :mod:`~nervana_lstm.perf.impls`    the table of named builders and ``build``
 * :mod:`~nervana_lstm.perf.torch_impls` the torch implementations (onednn ... ipex)
 * :mod:`~nervana_lstm.perf.premul`   the premul/compiled forwards (input projection hoisted)

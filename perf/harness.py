@@ -4,7 +4,8 @@ Order of work in :func:`run_suite`:
 
 1. machine info (``collect_info``), the runner's own overhead on a no-op;
 2. the GEMM peak for every (dtype, threads) pair the suite needs;
-3. each spec: build, warm up, time (or record why it cannot run);
+3. each spec: build, warm up, time (or record why it cannot run: ``n/a`` where the
+   path cannot run here, ``error`` where it failed or computes something else);
 4. oneDNN-backed rows rerun once under ``ONEDNN_VERBOSE`` in a subprocess;
 5. speedups over ``unfused`` and ``native`` of the same shape, mode, dtype, threads.
 
@@ -27,7 +28,7 @@ from typing import Any
 from nervana_lstm.choices import BENCH_IMPLS
 from nervana_lstm.perf.flops import mode_flops
 from nervana_lstm.perf.results import Row
-from nervana_lstm.perf.spec import Spec, Unavailable, quiet_known_warnings
+from nervana_lstm.perf.spec import Spec, Unavailable, WrongResult, quiet_known_warnings
 from nervana_lstm.perf.suites import Suite
 from nervana_lstm.resources import MemoryLimit, available_memory, format_bytes
 
@@ -230,6 +231,9 @@ def _measure_group(members: list[tuple[Row, Planned]], d: Any, log: Callable[[st
             variants[row.id] = build(p.spec)
         except Unavailable as exc:
             row.fail("n/a", " ".join(str(exc).split()))
+        except WrongResult as exc:  # it runs here but computes something else: an error
+            row.fail("error", " ".join(str(exc).split()))
+            log(f"error {p.spec.key}: {row.reason}")
         except Exception as exc:  # a failure is a result too; keep measuring the rest
             row.fail("error", one_line(exc))
             log(f"error {p.spec.key}: {row.reason}")

@@ -24,6 +24,7 @@ __all__ = [
     "Spec",
     "Unavailable",
     "Variant",
+    "WrongResult",
     "check_torch_dtype",
     "make_inputs",
     "make_net",
@@ -35,6 +36,11 @@ __all__ = [
 
 class Unavailable(Exception):
     """This implementation cannot run for this spec here; ``str(exc)`` is the reason."""
+
+
+class WrongResult(Exception):
+    """This implementation ran but does not compute what its row claims: outputs other than
+    torch's, or another precision than the row's. Its row is an error, never ``n/a``."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
 """Shared fixtures.
 
 ``NERVANA_LSTM_STACK`` (set by ``make test`` / ``make test-stock``) says which
-stack the suite runs on. IPEX tests skip on the stock stack, where IPEX is
-absent by design, and *fail* on the ipex stack when IPEX is not usable, so a
-broken install can never hide behind a skip.
+stack the suite runs on. IPEX tests skip where IPEX is absent by design (the
+stock stack, or any environment without IPEX's distribution) and *fail* where
+IPEX should run but is not usable: on the ipex stack, and wherever IPEX's
+distribution is installed, even when ``NERVANA_LSTM_STACK`` is unset (a plain
+``pytest``). So a broken install can never hide behind a skip.
+
+What the CPU can run in bf16 and int8 is read from its ISA flags
+(:func:`cpu_runs_bf16`, :func:`cpu_runs_int8`), independently of the checks the
+toolkit itself makes, so that a test can tell "unsupported here" from "broken".
 """
 
 from __future__ import annotations
@@ -11,13 +17,27 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from nervana_lstm.backends import dist_version
+
 REPO = Path(__file__).resolve().parents[1]
 STACK = os.environ.get("NERVANA_LSTM_STACK", "")
+
+
+def ipex_expected(stack: str, versions: Callable[[str], str | None] = dist_version) -> bool:
+    """Whether this environment must have a usable IPEX, decided from package metadata.
+
+    The ipex stack must; so must any environment where the
+    ``intel-extension-for-pytorch`` distribution is installed, whatever ``stack``
+    says (a plain ``pytest`` leaves it empty). ``versions`` maps a distribution
+    name to its installed version, as :func:`nervana_lstm.backends.dist_version`.
+    """
+    return stack == "ipex" or versions("intel-extension-for-pytorch") is not None
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +46,29 @@ def ipex() -> ModuleType:
 
     status = ipex_status()
     if not status.available:
-        if STACK == "ipex":
-            pytest.fail(f"the ipex stack must have a usable IPEX: {status.reason}")
+        if ipex_expected(STACK):
+            pytest.fail(f"this environment should have a usable IPEX: {status.reason}")
         pytest.skip(f"IPEX is not part of this stack: {status.reason}")
     return import_ipex()
+
+
+def cpu_flags() -> dict[str, bool]:
+    """This CPU's ISA flags as ``nervana-lstm info`` reads them from /proc/cpuinfo."""
+    from nervana_lstm.platform_info import read_cpu_info
+
+    return read_cpu_info().flags
+
+
+def cpu_runs_bf16() -> bool:
+    """bf16 arithmetic in hardware: AVX512_BF16 or AMX-BF16."""
+    flags = cpu_flags()
+    return flags["avx512_bf16"] or flags["amx_bf16"]
+
+
+def cpu_runs_int8() -> bool:
+    """OpenVINO's CPU plugin runs int8 on every x86-64 CPU with AVX2 (VNNI, AMX: faster)."""
+    flags = cpu_flags()
+    return flags["avx2"] or flags["avx512_vnni"] or flags["amx_int8"]
 
 
 def run_cli(

@@ -90,7 +90,39 @@ def test_every_named_backend_reports_a_status():
     for name in BACKENDS:
         status = backend_status(name)
         assert status.name == name
-        assert status.available or status.reason
+        # a reason exactly when it cannot run, and then one that says something
+        assert (status.reason is None) == status.available, status
+        if not status.available:
+            assert isinstance(status.reason, str) and len(status.reason) > 10, status
+
+
+def test_ipex_status_follows_the_installed_packages():
+    """What ``info`` and the suite are told matches the metadata: usable exactly when
+    IPEX is installed next to the torch series it was built for."""
+    from nervana_lstm.backends import IPEX_TORCH_SERIES, dist_version
+
+    def series(version: str) -> str:  # "2.8.0+cu128" -> "2.8"
+        return ".".join(version.split("+")[0].split(".")[:2])
+
+    ipex_v, torch_v = dist_version("intel-extension-for-pytorch"), dist_version("torch")
+    paired = (
+        ipex_v is not None
+        and torch_v is not None
+        and IPEX_TORCH_SERIES.get(series(ipex_v)) == series(torch_v)
+    )
+    assert ipex_status().available == paired, (ipex_v, torch_v)
+
+
+def test_a_plain_pytest_run_expects_ipex_where_its_distribution_is_installed():
+    from tests.conftest import ipex_expected
+
+    broken = fake_versions(intel_extension_for_pytorch="2.8.0", torch="2.13.0")
+    absent = fake_versions(torch="2.13.0")
+    # NERVANA_LSTM_STACK unset: the installed distribution decides, so a broken IPEX fails
+    assert ipex_expected("", broken) and not ipex_expected("", absent)
+    assert ipex_expected("ipex", absent)  # the ipex stack must have it
+    assert ipex_expected("stock", broken)  # installed anyway: it must work
+    assert not ipex_expected("stock", absent)
 
 
 def test_onednn_and_openvino_run_here():

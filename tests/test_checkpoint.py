@@ -181,9 +181,12 @@ def test_ipex_bf16_resume_is_exact(ipex, tmp_path: Path) -> None:
     data = cfg("adding", accel="ipex", precision="bf16")
     data["model"].update(num_layers=1, dropout=0.0)
     run(data, tmp_path / "full")
-    run(data, tmp_path / "split", stop_at=5)
+    first = run(data, tmp_path / "split", stop_at=5)
+    # the first part stopped where it was told, so the second has steps left to redo
+    assert first.stopped_because == "stop-at" and weights(tmp_path / "split")["step"] == 5
     run(data, tmp_path / "split", resume=True)
     a, b = weights(tmp_path / "full"), weights(tmp_path / "split")
+    assert a["step"] == b["step"] == 12
     for key in a["model"]:
         assert a["model"][key].dtype == torch.float32  # fp32 masters are what is saved
         assert torch.equal(a["model"][key], b["model"][key]), key
@@ -381,6 +384,33 @@ def test_restore_gives_back_progress_and_splits_carried_rows(tmp_path: Path) -> 
     data["optim"]["lr"] = 1e-3
     restore(path, config_from_dict(data), None, said.append)
     assert said[-1] == "resume: config differs from the checkpoint in optim.lr"
+
+
+def test_another_process_count_reseeds_dropout_from_seed_step_and_rank(tmp_path: Path) -> None:
+    from nervana_lstm.train.checkpoint import restore
+    from nervana_lstm.train.distributed import DistContext
+    from nervana_lstm.train.progress import process_seed
+
+    config = config_from_dict(cfg(steps=12))
+    path = tmp_path / "c.pt"
+    saved = state(step=5)
+    saved["config"], saved["vocab"] = config.to_dict(), None
+    with torch.random.fork_rng():
+        torch.manual_seed(99)
+        saved["rng"] = torch.get_rng_state().unsqueeze(0)  # one process saved it
+        save_checkpoint(path, saved)
+        resumed = restore(path, config, None, print)
+        drawn = []
+        for rank in (0, 1):  # two processes now
+            torch.manual_seed(7)  # whatever the process had drawn before
+            resumed.progress(config, DistContext(rank=rank, world_size=2), False, print)
+            drawn.append(torch.rand(4))
+            torch.manual_seed(process_seed(config.train.seed + 5, rank))
+            assert torch.equal(drawn[-1], torch.rand(4)), rank  # seeded by (seed, step, rank)
+        assert not torch.equal(drawn[0], drawn[1])  # each process its own dropout masks
+        torch.manual_seed(7)  # the same process count restores the saved state instead
+        resumed.progress(config, DistContext(), False, print)
+        assert torch.equal(torch.get_rng_state(), saved["rng"][0])
 
 
 def test_restore_refuses_another_vocabulary_and_weights_that_do_not_fit(tmp_path: Path) -> None:

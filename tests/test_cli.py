@@ -59,3 +59,26 @@ def test_compute_commands_refuse_unsupported_cpus(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+_FAKE_CPU = """
+import sys
+from nervana_lstm import platform_info
+from nervana_lstm.cli import main
+
+real = platform_info.read_cpu_info
+text = "processor\\t: 0\\nmodel name\\t: Old CPU\\nflags\\t\\t: fpu sse sse2 avx\\n"
+platform_info.read_cpu_info = lambda: real(text, "x86_64")
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sample_refuses_a_cpu_without_avx2(tmp_path) -> None:
+    """As a user runs it (a fresh interpreter), on a CPU whose flags lack AVX2."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FAKE_CPU, "sample", str(tmp_path / "last.pt")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "AVX2" in done.stderr and done.stderr.count("\n") == 1
+    assert "does not exist" not in done.stderr  # refused before the checkpoint is looked at

@@ -7,6 +7,8 @@ rounding; after 10 AdamW steps the largest difference seen was 1.2e-7, the test 
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,9 +84,48 @@ def test_stateful_task_under_two_processes_and_resume(tmp_path: Path) -> None:
             cwd=REPO, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert part.returncode == 0, part.stderr[-3000:]
+        if "--stop-at" in extra:  # the first part stopped where it was told
+            assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["step"] == 3
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
     h, _c = a["carry"]
     assert h.shape == (1, 8, 16)  # the full global batch of streams
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+@pytest.mark.slow
+def test_threads_default_to_usable_cpus_per_local_process_across_a_resume(
+    tmp_path: Path,
+) -> None:
+    """One process, then two resuming its run: without train.threads each process takes
+    the usable CPUs divided by the local process count; the resumed run ends at its steps
+    with every process's RNG state."""
+    cpus = sorted(os.sched_getaffinity(0))[:2]  # at most two CPUs, wherever this runs
+
+    def pinned() -> None:
+        os.sched_setaffinity(0, cpus)
+
+    common = [
+        "train", "--config", "configs/adding.yaml", "--no-progress", "--out", str(tmp_path / "r"),
+        "--set", "task.options.T=8", "--set", "task.options.eval_size=32",
+        "--set", "model.hidden_size=8", "--set", "model.num_layers=2", "--set", "model.dropout=0.2",
+        "--set", "train.steps=6", "--set", "train.batch_size=8", "--set", "train.accel=onednn",
+        "--set", "eval.every=3",
+    ]  # fmt: skip
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    parts = [
+        ([sys.executable, "-m", "nervana_lstm", *common, "--stop-at", "3"], 1),
+        ([*torchrun, "-m", "nervana_lstm", *common, "--resume"], 2),
+    ]
+    for command, processes in parts:
+        done = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=300, preexec_fn=pinned
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        info = json.loads((tmp_path / "r" / "run.json").read_text())
+        assert info["processes"] == processes
+        assert info["threads_per_process"] == max(1, len(cpus) // processes), info
+        state = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+        assert (state["step"], state["world_size"]) == ((3, 1) if processes == 1 else (6, 2))
+    assert state["rng"].shape[0] == 2

@@ -102,9 +102,27 @@ def test_proof_of_what_ran(tiny_run: tuple[dict, Path]) -> None:
     assert any("backward" in r for r in train)
     ov = by[("lstm", "openvino", "infer", "fp32")]["proof"]["openvino"]
     assert ov["precision_hint"] == "f32" and ov["sequence_precision"] == "f32"
-    ov_bf16 = by[("lstm", "openvino", "infer", "bf16")]
-    if ov_bf16["status"] == "ok":
-        assert ov_bf16["proof"]["openvino"]["sequence_precision"] == "bf16"
+    _check_low_precision_openvino_rows(by)
+
+
+def _check_low_precision_openvino_rows(by: dict) -> None:
+    """Where the CPU has bf16 (int8), the OpenVINO bf16 (int8) row ran, in that precision,
+    within its stated tolerance; elsewhere it says why not."""
+    from nervana_lstm.perf.openvino_impl import TOLERANCES
+    from tests.conftest import cpu_runs_bf16, cpu_runs_int8
+
+    for dtype, supported, precisions in (
+        ("bf16", cpu_runs_bf16(), {"bf16"}),
+        ("int8", cpu_runs_int8(), {"u8", "i8"}),
+    ):
+        row = by[("lstm", "openvino", "infer", dtype)]
+        if not supported:
+            assert row["status"] == "n/a" and dtype.upper() in row["reason"], row
+            continue
+        assert row["status"] == "ok", (dtype, row["reason"])
+        proof = row["proof"]["openvino"]
+        assert precisions & set(proof["sequence_precision"].split(",")), proof
+        assert TOLERANCES["fp32"] < proof["max_abs_error_vs_torch"] <= TOLERANCES[dtype], proof
 
 
 @pytest.mark.slow
@@ -115,7 +133,10 @@ def test_report_files(tiny_run: tuple[dict, Path]) -> None:
     assert machine["cpu"]["model"] and "flags" in machine["cpu"]
     assert results["allocator"] and results["affinity"]
     assert results["peaks"] and all(p["gflops"] > 0 for p in results["peaks"].values())
-    assert results["timer_overhead"]["median_ms"] >= 0
+    overhead = results["timer_overhead"]  # a no-op timed 2000 times after 10 warm-ups
+    assert (overhead["repeats"], overhead["warmup"]) == (2000, 10)
+    assert 0 < overhead["min_ms"] <= overhead["q1_ms"] <= overhead["median_ms"]
+    assert overhead["median_ms"] <= overhead["q3_ms"] <= overhead["max_ms"]
     md = (out / "report.md").read_text()
     assert "## lstm T=3 N=2 I=4 H=8 — infer" in md and "| onednn | fp32 |" in md
     assert "Not measured" in md and "linear_before_reset" in md
@@ -123,13 +144,30 @@ def test_report_files(tiny_run: tuple[dict, Path]) -> None:
     for name in ("speedup.png", "gflops_vs_hidden.png"):
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
-    speedups = [
-        r["speedup_vs_unfused"]
-        for r in results["rows"]
-        if r["impl"] == "unfused" and r["status"] == "ok"
-    ]
-    assert speedups and all(s == pytest.approx(1.0) for s in speedups)
+    _check_speedups(results["rows"])
     assert not list(out.glob(".*.tmp")), "no temporary files are left behind"
+
+
+def _check_speedups(rows: list[dict]) -> None:
+    """Each ok row's speedups are the base's median over its own, the base taken at the
+    same shape, mode and threads, in the row's dtype or else in fp32."""
+
+    def key(r: dict, dtype: str) -> tuple:
+        return (r["kind"], json.dumps(r["shape"], sort_keys=True), r["mode"], dtype, r["threads"])
+
+    ok = {(key(r, r["dtype"]), r["impl"]): r for r in rows if r["status"] == "ok"}
+    checked = 0
+    for row in (r for r in rows if r["status"] == "ok"):
+        for base in ("unfused", "native"):
+            ref = ok.get((key(row, row["dtype"]), base)) or ok.get((key(row, "fp32"), base))
+            got = row[f"speedup_vs_{base}"]
+            if ref is None:
+                assert got is None, (row["id"], base)
+                continue
+            want = ref["timing"]["median_ms"] / row["timing"]["median_ms"]
+            assert got == pytest.approx(want, rel=1e-9), (row["id"], base)
+            checked += 1
+    assert checked > 0
 
 
 @pytest.mark.slow
@@ -173,3 +211,29 @@ def test_failed_report_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         write_report(broken, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrong_openvino_result_is_an_error_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An implementation that runs but computes something else is an error, never n/a."""
+    from nervana_lstm.perf import openvino_impl
+    from nervana_lstm.perf.harness import Selection, run_suite
+    from nervana_lstm.perf.suites import suite_from_dict
+
+    suite = suite_from_dict(
+        {
+            "name": "wrong",
+            "defaults": {"impls": ["onednn", "openvino"], "modes": ["infer"],
+                         "dtypes": ["fp32"], "threads": [1], "warmup": 1, "repeats": 1,
+                         "peak_size": 16},
+            "shapes": [{"kind": "lstm", "seq_len": 2, "batch": 2, "input_size": 3,
+                        "hidden_size": 4}],
+        }
+    )  # fmt: skip
+    monkeypatch.setitem(openvino_impl.TOLERANCES, "fp32", -1.0)  # no output can pass
+    logged: list[str] = []
+    results = run_suite(suite, Selection(probe=False), log=logged.append)
+    rows = {r["impl"]: r for r in results["rows"] if r["status"] != "skipped"}
+    assert rows["openvino"]["status"] == "error" and rows["openvino"]["timing"] is None
+    assert "differs from torch" in rows["openvino"]["reason"]
+    assert rows["onednn"]["status"] == "ok"  # the rest of the group is still measured
+    assert any(line.startswith("error") and "openvino" in line for line in logged)

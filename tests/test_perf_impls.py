@@ -160,3 +160,31 @@ def test_selection_is_immutable() -> None:
     sel = Selection(threads=[2])
     with pytest.raises(AttributeError):
         sel.threads = [1]  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("impl", ["onednn", "native", "unfused", "premul", "ipex"])
+def test_bf16_rows_run_in_bf16(impl: str) -> None:
+    """A bf16 row computes under bf16 autocast: its output carries bf16 rounding (an fp32 run
+    would equal the fp32 row's) and stays close to the fp32 row's."""
+    import torch
+
+    from nervana_lstm.backends import ipex_status
+    from nervana_lstm.perf.spec import Unavailable, step_output
+
+    if impl == "ipex" and not ipex_status().available:
+        with pytest.raises(Unavailable, match="IPEX"):
+            build(_bf16_spec(impl, "bf16"))
+        return
+    with quiet_known_warnings():
+        fp32 = step_output(build(_bf16_spec(impl, "fp32")).call())
+        bf16 = step_output(build(_bf16_spec(impl, "bf16")).call())
+    assert 0 < (bf16.float() - fp32).abs().max().item() < 0.03
+    if impl in ("onednn", "ipex"):
+        assert bf16.dtype == torch.bfloat16  # the fused LSTM's output, as autocast leaves it
+
+
+def _bf16_spec(impl: str, dtype: str) -> Spec:
+    return Spec(
+        kind="lstm", impl=impl, mode="infer", dtype=dtype, threads=1,
+        seq_len=6, batch=3, input_size=8, hidden_size=16,
+    )  # fmt: skip
