@@ -209,7 +209,9 @@ def _train(
         if exit_code == EXIT_NONFINITE:
             if ctx.is_main:
                 report.print_nonfinite(stopped, progress.step + 1, lr, paths.last)
-        else:
+        elif not resumed or progress.step > resumed.step:
+            # a resumed run with nothing to do keeps its checkpoint: a lowered train.steps
+            # saved beside a later step would make it a checkpoint past its own end
             save(paths.last, progress)
     if metrics:
         metrics.close()
