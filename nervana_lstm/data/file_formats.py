@@ -21,7 +21,7 @@ in one of three layouts:
   ``lengths`` (N,) required;
 - ragged: ``x`` an object array of N arrays of shape (T_i, F) or (T_i,). NumPy stores
   these with pickle, which can run code hidden in the file, so they load only with
-  ``allow_pickle=True``, for files you trust.
+  ``allow_pickle=True`` (the CLI's ``--allow-pickle``), for files you trust.
 
 ``y``: (N,) integer or string labels for classification; (N,) or (N, O) numbers for
 regression. Every problem is reported as a UsageError naming the file, and the row
@@ -219,7 +219,7 @@ def _load_npz(path: str, allow_pickle: bool, needs_y: bool = True) -> dict[str, 
         raise UsageError(
             f"{path}: array '{name}' is an object array, which NumPy can load only by "
             "unpickling (that can run code from the file); save 'x' padded (N, T, F) or flat "
-            "(sum T, F) with 'lengths', or pass allow_pickle=true for a file you trust"
+            "(sum T, F) with 'lengths', or pass --allow-pickle for a file you trust"
         ) from None
     except Exception as e:  # a damaged archive fails in zipfile, zlib or numpy's header parser
         raise UsageError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None

@@ -83,13 +83,18 @@ def run_training(
     stop_at: int | None = None,
     console: Console | None = None,
     progress: bool = True,
+    allow_pickle: bool = False,
 ) -> RunResult:
-    """Train ``cfg`` into ``out_dir``; see the module docstring for the order of things."""
+    """Train ``cfg`` into ``out_dir``; see the module docstring for the order of things.
+
+    ``allow_pickle`` lets a ``files`` task unpickle a ragged NPZ (a file you trust);
+    it is a permission of this call, never written to the run's config.
+    """
     ctx = init_distributed()
     try:
         # soft_wrap: a log line piped to a file stays one line
         console = console or Console(soft_wrap=True)
-        return _train(cfg, RunPaths(out_dir), resume, stop_at, console, progress, ctx)
+        return _train(cfg, RunPaths(out_dir), resume, stop_at, console, progress, ctx, allow_pickle)
     finally:
         shutdown(ctx)
 
@@ -102,6 +107,7 @@ def _train(
     console: Console,
     show_progress: bool,
     ctx: DistContext,
+    allow_pickle: bool = False,
 ) -> RunResult:
     say = console.print if ctx.is_main else _quiet
 
@@ -111,7 +117,7 @@ def _train(
     _check_batch_split(cfg, ctx)
     cfg = resolve_config(cfg)
     tc, oc = cfg.train, cfg.optim
-    task: Task = make_task(cfg.task.name, **cfg.task.options)
+    task: Task = make_task(cfg.task.name, allow_pickle=allow_pickle, **cfg.task.options)
     spec, vocab = task.spec, checkpoint.vocab_of(task)
     _check_task_and_backend(cfg, spec)
 
