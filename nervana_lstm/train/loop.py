@@ -91,10 +91,17 @@ def run_training(
     it is a permission of this call, never written to the run's config.
     """
     ctx = init_distributed()
+    paths = RunPaths(out_dir)
+    fresh = not resume and report.is_empty_or_absent(paths.out)
+    existed = paths.out.exists()
     try:
         # soft_wrap: a log line piped to a file stays one line
         console = console or Console(soft_wrap=True)
-        return _train(cfg, RunPaths(out_dir), resume, stop_at, console, progress, ctx, allow_pickle)
+        return _train(cfg, paths, resume, stop_at, console, progress, ctx, allow_pickle)
+    except BaseException:
+        if ctx.is_main and fresh:  # a new run that failed leaves no half-made run dir
+            report.remove_unfinished(paths, keep_dir=existed)
+        raise
     finally:
         shutdown(ctx)
 
@@ -112,6 +119,7 @@ def _train(
     say = console.print if ctx.is_main else _quiet
 
     # 1. set up ------------------------------------------------------------------------
+    report.check_run_dir(paths, resuming=resume)  # before any work: a taken --out is refused
     threads = _threads(cfg, ctx)
     torch.set_num_threads(threads)
     _check_batch_split(cfg, ctx)
@@ -123,7 +131,6 @@ def _train(
 
     # 2. restore -----------------------------------------------------------------------
     resumed = checkpoint.restore(paths.last, cfg, vocab, say) if resume else None
-    _check_run_dir(paths, resuming=resume)
 
     # 3. backend -----------------------------------------------------------------------
     choice = _choose_backend(cfg, task, ctx, resumed)
@@ -259,17 +266,6 @@ def _check_task_and_backend(cfg: RunConfig, spec: TaskSpec) -> None:
         accel.choose_backend(cfg.train.accel)  # a named backend that cannot run here
 
 
-def _check_run_dir(paths: RunPaths, resuming: bool) -> None:
-    """A new run never overwrites another; ``--out`` must be a directory (or not exist yet)."""
-    if not resuming and paths.last.exists():
-        raise UsageError(
-            f"{paths.out} already holds a run (checkpoints/last.pt); pass --resume to continue "
-            "it or choose another --out"
-        )
-    if paths.out.exists() and not paths.out.is_dir():
-        raise UsageError(f"--out {paths.out} exists and is not a directory; choose another --out")
-
-
 def _choose_backend(
     cfg: RunConfig, task: Task, ctx: DistContext, resumed: checkpoint.Resumed | None
 ) -> accel.AccelChoice:
@@ -308,7 +304,10 @@ class _Saver:
             optimizer=self.optimizer, ctx=self.ctx, vocab=self.vocab,
         )  # fmt: skip
         if self.ctx.is_main:
-            checkpoint.save_checkpoint(path, state)
+            try:
+                checkpoint.save_checkpoint(path, state)
+            except OSError as exc:  # the previous file at ``path`` is intact (atomic write)
+                raise report.save_failed(path, progress.step, exc) from None
 
 
 def _stopped_before_start(cfg: RunConfig, progress: Progress, say: report.Say) -> str:
