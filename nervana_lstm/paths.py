@@ -48,7 +48,7 @@ def regular_file(path: str | Path, what: str, expected: str) -> Path:
     if stat.S_ISREG(mode):
         return p
     kind = _kind(mode)
-    tail = "" if kind.startswith("not") else ", not a regular file"
+    tail = "" if kind.startswith("not") or stat.S_ISDIR(mode) else ", not a regular file"
     raise UsageError(f"{what} {p} is {kind}{tail}; expected {expected}")
 
 
