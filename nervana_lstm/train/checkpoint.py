@@ -107,7 +107,36 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
         "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
     }
     with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as fh:
-        torch.save(wrapper, fh)
+        writer = _Writer(fh)
+        try:
+            torch.save(wrapper, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise writer.error from None  # the disk's own error, not torch's "unexpected pos"
+
+
+class _Writer:
+    """A file for ``torch.save`` that keeps the OSError of a failed write.
+
+    torch's zip writer reports a write that failed part-way (a full disk) as a
+    RuntimeError about an unexpected position; the OSError kept here says why.
+    """
+
+    def __init__(self, fh: io.BufferedWriter) -> None:
+        self._fh = fh
+        self.name = fh.name
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self._fh.flush()
 
 
 _PRIMITIVES = (str, int, float, bool, type(None), torch.Tensor)
