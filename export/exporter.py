@@ -148,7 +148,9 @@ def _numpy_weights(trained: Trained) -> dict[str, np.ndarray]:
     return {k: v.detach().float().cpu().numpy() for k, v in trained.model.state_dict().items()}
 
 
-def _file_labels(trained: Trained, notes: list[str]) -> tuple[list[Any] | None, list[str] | None]:
+def _file_labels(
+    trained: Trained, notes: list[str], allow_pickle: bool = False
+) -> tuple[list[Any] | None, list[str] | None]:
     """The class labels and feature names of a ``files`` model, read from its data file.
 
     The checkpoint holds the sizes, not the names; the data file gives them when it
@@ -160,7 +162,7 @@ def _file_labels(trained: Trained, notes: list[str]) -> tuple[list[Any] | None, 
     from nervana_lstm.data import make_task
 
     try:
-        task = make_task("files", **cfg.task.options)
+        task = make_task("files", allow_pickle=allow_pickle, **cfg.task.options)
     except UsageError as exc:
         notes.append(f"class labels and feature names unknown ({exc}); outputs are class ids")
         return None, None
@@ -293,11 +295,16 @@ def _build(trained: Trained, spec: GraphSpec, say: Callable[[str], object]) -> o
 
 
 def _describe(
-    trained: Trained, spec: GraphSpec, model: ov.Model, checkpoint: Path, precision: str
+    trained: Trained,
+    spec: GraphSpec,
+    model: ov.Model,
+    checkpoint: Path,
+    precision: str,
+    allow_pickle: bool = False,
 ) -> ExportMeta:
     """The metadata known before the gates run (their figures are added as measured)."""
     notes: list[str] = []
-    classes, feature_names = _file_labels(trained, notes)
+    classes, feature_names = _file_labels(trained, notes, allow_pickle)
     if spec.lengths and spec.kind != "dglstm" and has_cell_state(spec.kind):
         notes.append(
             "no c_n output: the CPU plugin runs a sequence op over all padded steps, so each "
@@ -393,6 +400,7 @@ def export_model(
     force: bool = False,
     max_metric_drop: float = 0.01,
     say: Callable[[str], object] = print,
+    allow_pickle: bool = False,
 ) -> ExportResult:
     """Export the model trained in ``source`` to ``out``; see the module docstring.
 
@@ -404,6 +412,8 @@ def export_model(
             needs a fixed ``batch``.
         max_metric_drop: int8 only: largest relative loss of the task metric against
             the fp32 IR that may be published (0.01 = 1%).
+        allow_pickle: a ``files`` model's data file may be a ragged NPZ, which is
+            unpickled to read it (a file you trust).
 
     Raises:
         UsageError: bad source, existing ``out``, an unsupported combination, a
@@ -429,7 +439,7 @@ def export_model(
         f"{' bidirectional' if spec.bidirectional else ''} from {checkpoint} (step {trained.step})"
     )
     model = _build(trained, spec, say)
-    meta = _describe(trained, spec, model, checkpoint, precision)
+    meta = _describe(trained, spec, model, checkpoint, precision, allow_pickle)
 
     core = ov.Core()
     with _staging(out, force) as tmp:
@@ -437,8 +447,9 @@ def export_model(
             from nervana_lstm.export.quantize import quantize_model
 
             model, meta.quantization = quantize_model(
-                model, trained, spec, max_metric_drop=max_metric_drop, say=say
-            )
+                model, trained, spec, max_metric_drop=max_metric_drop, say=say,
+                allow_pickle=allow_pickle,
+            )  # fmt: skip
             meta.metric = meta.quantization.get("metric")
             meta.notes += meta.quantization.get("notes", [])
         for key, value in meta.rt_info().items():

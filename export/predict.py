@@ -299,7 +299,7 @@ def stdin_chunks(
             )
         last_t[sid] = t
         queues[sid].append(
-            [finite_number(row[i], f"stdin:{line}, column '{header[i]}'") for i in features]
+            [finite_number(row[i], f"stdin:{line}, column '{header[i]}'", True) for i in features]
         )
         if len(queues) == batch and all(len(q) >= chunk for q in queues.values()):
             yield _take(queues, chunk, meta, ids)

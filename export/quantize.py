@@ -125,8 +125,11 @@ def metric_gate(
     return drop
 
 
-def rebuild_task(trained: Trained) -> Task:
-    """The run's task from its saved config; UsageError when its data is gone or changed."""
+def rebuild_task(trained: Trained, *, allow_pickle: bool = False) -> Task:
+    """The run's task from its saved config; UsageError when its data is gone or changed.
+
+    ``allow_pickle`` lets a ``files`` task's ragged NPZ be unpickled (a file you trust).
+    """
     from nervana_lstm.data.registry import make_task
 
     cfg = trained.config.task
@@ -140,7 +143,7 @@ def rebuild_task(trained: Trained) -> Task:
                 f"{path.resolve()} (put it back there, or export fp32/fp16)"
             )
     try:
-        task = make_task(cfg.name, **options)
+        task = make_task(cfg.name, allow_pickle=allow_pickle, **options)
     except UsageError as exc:
         raise UsageError(
             f"int8 export calibrates and evaluates on the run's training data, which could "
@@ -444,6 +447,7 @@ def quantize_model(
     *,
     max_metric_drop: float,
     say: Callable[[str], object],
+    allow_pickle: bool = False,
 ) -> tuple[ov.Model, dict[str, Any]]:
     """The int8 model and its figures; see the module docstring.
 
@@ -471,7 +475,7 @@ def quantize_model(
 
     cfg = trained.config
     metric, higher = headline_metric(cfg.task.name, trained.spec.target)
-    task = rebuild_task(trained)
+    task = rebuild_task(trained, allow_pickle=allow_pickle)
     core = ov.Core()
     fp32 = compile_rnn(model, "f32", core=core)
     samples, calibration = calibration_samples(

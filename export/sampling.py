@@ -38,11 +38,18 @@ def check_charlm(model: ExportedModel) -> None:
 
 def _next(scores: np.ndarray, unk: int, temperature: float, rng: np.random.Generator) -> int:
     scores = scores.astype(np.float64)  # (V,)
+    if not np.isfinite(scores).all():
+        raise UsageError(
+            "the model gave a NaN or infinite score; its weights cannot be sampled from"
+        )
     scores[unk] = -np.inf
     if temperature == 0.0:
         return int(np.argmax(scores))
-    # shift so the best score is 0: a tiny temperature then gives probability 0, not nan
-    probs = np.exp((scores - scores.max()) / temperature)
+    # In float64, shifted so the best score is 0: every exponent is <= 0, so nothing
+    # overflows. A tiny temperature drives the others to -inf (probability 0, never
+    # nan: the best stays exp(0) = 1); a huge one drives every exponent to 0 (uniform).
+    with np.errstate(over="ignore", under="ignore"):
+        probs = np.exp((scores - scores.max()) / float(temperature))
     probs /= probs.sum()
     return int(rng.choice(len(probs), p=probs))
 

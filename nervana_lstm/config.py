@@ -37,6 +37,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 
@@ -152,8 +153,23 @@ class FilesOptions(TaskOptions):
     eval_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     #: batches per length-sorting pool
     pool_batches: int = Field(32, ge=1, le=MAX_POOL_BATCHES)
-    #: let an NPZ with a ragged object array be unpickled (trusted files only)
-    allow_pickle: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pickle_is_a_flag(cls, data: Any) -> Any:
+        # Unpickling a file can run code from it: that is allowed per command
+        # (``train --allow-pickle``), never by a key a shared config could carry or a
+        # saved config.yaml could switch on again at --resume. ``false``, the value
+        # earlier versions saved in every run's config, changes nothing and is dropped.
+        if isinstance(data, Mapping) and "allow_pickle" in data:
+            if data["allow_pickle"] is not False:
+                raise ValueError(
+                    "allow_pickle is not a config key (a config is shared and saved with "
+                    "the run, and unpickling can run code from the file): remove it and "
+                    "pass --allow-pickle to the command, for a data file you trust"
+                )
+            return {k: v for k, v in data.items() if k != "allow_pickle"}
+        return data
 
 
 class _Task(_Section):
@@ -405,8 +421,10 @@ def _problem(err: Mapping[str, Any]) -> str:
         return f"{path}: unknown key (allowed keys here: {allowed}); found {short_repr(found)}"
     if kind == "missing":
         return f"{path}: required key is missing"
-    expected = f"expected {_expected(field)}, " if field is not None else ""
     why = str(ctx["error"]) if "error" in ctx else err["msg"]  # a validator's own words
+    if kind == "value_error" and field is not None and _section_of(field.annotation):
+        return f"{path}: {why}"  # a whole section's check: its words name the key
+    expected = f"expected {_expected(field)}, " if field is not None else ""
     return f"{path}: {expected}got {short_repr(found)} ({type(found).__name__}): {why}"
 
 

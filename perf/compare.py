@@ -2,18 +2,26 @@
 
 Rows are matched by ``id`` (kind, shape, implementation, mode, dtype, threads)
 and compared on their median time. A row is a **regression** when B's median
-is more than ``threshold`` above A's; :func:`compare` returns them so the CLI
-can exit non-zero.
+is more than ``threshold`` above A's, and a row measured in A is **lost** when
+B did not measure it (another status, or no such row); :func:`compare` returns
+both so the CLI can exit 1. A file that is not a valid ``results.json``
+(:func:`load_results`) is a UsageError (exit 2), never "no regression".
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nervana_lstm.errors import UsageError
+from nervana_lstm.paths import regular_file
+from nervana_lstm.perf.results import STATUSES
+
+#: the ``results.json`` schema this module reads (see :mod:`nervana_lstm.perf.report`)
+SCHEMA = 1
 
 __all__ = [
     "Change",
@@ -50,8 +58,10 @@ class Comparison:
 
     @property
     def lost(self) -> list[str]:
-        """Rows measured in A that no longer run in B (ok -> n/a, skipped or error)."""
-        return [s for s in self.status_changed if ": ok -> " in s]
+        """Rows measured in A that B no longer measures: ok -> n/a, skipped or error, or
+        absent from B altogether."""
+        stopped = [s for s in self.status_changed if ": ok -> " in s]
+        return stopped + [f"{rid}: missing from B" for rid in self.only_a]
 
     @property
     def regressed(self) -> bool:
@@ -74,23 +84,87 @@ def parse_threshold(text: str) -> float:
     return value
 
 
+#: largest results file read (a suite of thousands of rows is a few MiB)
+MAX_RESULTS_BYTES = 256 * 2**20
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a results.json written by ``nervana-lstm bench``; UsageError if it is not one."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"results file not found: {p} (expected a results.json from bench)")
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    """Read a results.json written by ``nervana-lstm bench``, checked against its schema.
+
+    UsageError, naming the file and the row, for anything ``compare`` could not
+    trust: another schema, no rows, a repeated or missing id, an unknown status,
+    or a measured row whose ``timing.median_ms`` is not a positive finite number.
+    """
+    p = regular_file(path, "results file", "a results.json written by 'nervana-lstm bench'")
+    if p.stat().st_size > MAX_RESULTS_BYTES:
         raise UsageError(
-            f"{p} is not valid JSON ({exc}); expected a results.json written by bench"
+            f"{p} is {p.stat().st_size:,} bytes; a results.json is at most "
+            f"{MAX_RESULTS_BYTES // 2**20} MiB"
+        )
+    try:
+        data = json.loads(p.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise UsageError(
+            f"{p} is not valid JSON ({_short(exc)}); expected a results.json written by bench"
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise UsageError(f"{p} is not a bench results file: expected a 'rows' list")
-    for row in data["rows"]:
-        if not isinstance(row, dict) or "id" not in row or "status" not in row:
-            raise UsageError(f"{p} has a row without 'id' and 'status'; is it a results.json?")
+    schema = data.get("schema")
+    if schema != SCHEMA or isinstance(schema, bool):
+        raise UsageError(
+            f"{p} has results schema {schema!r}; this version of nervana-lstm reads schema "
+            f"{SCHEMA} (bench writes it as 'schema')"
+        )
+    if not data["rows"]:
+        raise UsageError(f"{p} holds no rows ('rows' is empty): there is nothing to compare")
+    seen: set[str] = set()
+    for i, row in enumerate(data["rows"]):
+        problem = _row_problem(row, seen)
+        if problem:
+            rid = row.get("id") if isinstance(row, dict) else None
+            named = f" ({rid})" if isinstance(rid, str) else ""
+            raise UsageError(f"{p}: row {i}{named}: {problem}")
+    if not isinstance(data.get("machine", {}), dict):
+        raise UsageError(f"{p}: 'machine' is not a mapping")
     return data
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _row_problem(row: Any, seen: set[str]) -> str | None:
+    """What makes one row unusable for a comparison, or None."""
+    if not isinstance(row, dict):
+        return f"expected a mapping with 'id', 'status' and 'timing', got {type(row).__name__}"
+    rid, status = row.get("id"), row.get("status")
+    if not isinstance(rid, str) or not rid:
+        return "'id' is missing or not a non-empty string"
+    if rid in seen:
+        return "the id appears twice; each row's id is unique"
+    seen.add(rid)
+    if status not in STATUSES:
+        return f"'status' is {status!r}, expected one of {', '.join(STATUSES)}"
+    if status != "ok":
+        return None
+    timing = row.get("timing")
+    median = timing.get("median_ms") if isinstance(timing, dict) else None
+    if (
+        not isinstance(median, int | float)
+        or isinstance(median, bool)
+        or not math.isfinite(median)
+        or median <= 0
+    ):
+        return (
+            f"a measured row needs timing.median_ms > 0 (milliseconds), got "
+            f"{'no timing' if not isinstance(timing, dict) else repr(median)}"
+        )
+    return None
 
 
 def compare(a: dict[str, Any], b: dict[str, Any], threshold: float) -> Comparison:
@@ -134,10 +208,14 @@ def _context_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         "IPEX": ("ipex", "version"),
         "OpenVINO": ("openvino", "version"),
     }
+
+    def probe(results: dict[str, Any], section: str, key: str) -> Any:
+        part = (results.get("machine") or {}).get(section)
+        return part.get(key) if isinstance(part, dict) else None
+
     out = []
     for name, (section, key) in probes.items():
-        va = (a.get("machine") or {}).get(section, {}).get(key)
-        vb = (b.get("machine") or {}).get(section, {}).get(key)
+        va, vb = probe(a, section, key), probe(b, section, key)
         if va != vb:
             out.append(f"{name}: {va} vs {vb}")
     return out
@@ -163,7 +241,8 @@ def format_comparison(cmp: Comparison, name_a: str = "A", name_b: str = "B") -> 
     if cmp.status_changed:
         lines.append("status changed: " + "; ".join(cmp.status_changed))
     if cmp.only_a:
-        lines.append(f"measured only in {name_a}: {len(cmp.only_a)}")
+        lines.append(f"lost, measured in {name_a} but missing from {name_b} ({len(cmp.only_a)}):")
+        lines += [f"  {rid}" for rid in cmp.only_a]
     if cmp.only_b:
         lines.append(f"measured only in {name_b}: {len(cmp.only_b)}")
     if cmp.regressed:

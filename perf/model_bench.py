@@ -148,7 +148,7 @@ def task_steps(trained: Trained) -> tuple[int, str]:
     from nervana_lstm.data.file_formats import read_sequences
 
     try:
-        data = read_sequences(str(opts.path), opts.target, opts.allow_pickle)
+        data = read_sequences(str(opts.path), opts.target)  # never unpickled here
     except (UsageError, OSError, ValueError) as exc:
         return DEFAULT_FILES_STEPS, f"default {DEFAULT_FILES_STEPS} ({opts.path} unreadable: {exc})"
     median = int(statistics.median(len(s) for s in data.seqs))

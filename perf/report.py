@@ -41,8 +41,10 @@
                     sequence_layer, sequence_precision, precision_hint}}
       instances     null, or {count, cores, medians_ms, sum_gflops, sum_seq_per_s}
 
-All files are rendered into a temporary folder and moved into place together,
-so a failed run never leaves a half-written report.
+``results.json`` is written first, on its own, so the measurements survive a
+failure in what follows; the report and charts are then rendered into a
+temporary folder and moved into place together, so a failed run never leaves a
+half-written report.
 """
 
 from __future__ import annotations
@@ -443,24 +445,52 @@ def _save(fig: Any, path: Path) -> None:
 def write_report(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write ``results.json``, ``report.md`` and the charts into ``out_dir``; return their paths.
 
-    Everything is rendered into a temporary folder next to ``out_dir`` first and
-    moved into place only when all of it succeeded, so a failure leaves the
-    previous contents of ``out_dir`` as they were.
+    ``results.json`` goes first, on its own (atomically), so the measurements
+    survive whatever fails after them. The report and the charts are rendered
+    into a temporary folder next to ``out_dir`` and moved into place together;
+    if that fails, the earlier run's report and charts are removed (they would
+    describe other results) and the UsageError says what was kept.
     """
     import shutil
 
+    from nervana_lstm.errors import UsageError
+    from nervana_lstm.paths import write_problem
+
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    json_path = out_dir / "results.json"
     try:
-        write_json(results, stage / "results.json")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(results, json_path)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {json_path}: {write_problem(exc, json_path)}; nothing was written"
+        ) from None
+    stage = None
+    try:
+        stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
         charts = write_charts(results, stage)
         write_bytes_atomic(stage / "report.md", render_markdown(results).encode())
-        out_dir.mkdir(parents=True, exist_ok=True)
-        names = {"json": "results.json", "md": "report.md"}
-        names.update({c.stem: c.name for c in charts})
+        names = {"md": "report.md", **{c.stem: c.name for c in charts}}
         for name in names.values():
             os.replace(stage / name, out_dir / name)
+    except Exception as exc:
+        for name in ("report.md", *_CHART_NAMES):
+            (out_dir / name).unlink(missing_ok=True)
+        why = write_problem(exc, out_dir) if isinstance(exc, OSError) else _one_line(exc)
+        raise UsageError(
+            f"the measurements are saved in {json_path}, but the report and charts could not "
+            f"be written ({why}); 'nervana-lstm bench compare' reads results.json as it is"
+        ) from None
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return {key: out_dir / name for key, name in names.items()}
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+    return {"json": json_path, **{key: out_dir / name for key, name in names.items()}}
+
+
+#: the charts :func:`write_charts` draws
+_CHART_NAMES = ("speedup.png", "gflops_vs_hidden.png")
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"

@@ -337,7 +337,7 @@ def test_snapshot_holds_the_documented_keys_in_order(tmp_path: Path) -> None:
     from nervana_lstm.train.distributed import DistContext
     from nervana_lstm.train.progress import Progress
 
-    config = config_from_dict(cfg(steps=2))
+    config = config_from_dict(cfg(steps=12))  # a checkpoint's step is within its train.steps
     model = torch.nn.Linear(2, 3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     carry = (torch.ones(1, 4, 2), torch.zeros(1, 4, 2))
@@ -363,6 +363,7 @@ def test_restore_gives_back_progress_and_splits_carried_rows(tmp_path: Path) -> 
     from nervana_lstm.train.distributed import DistContext
 
     data = cfg(steps=12)
+    data["model"].update(num_layers=1, hidden_size=1)  # the carried state's (1, 8, 1)
     path = tmp_path / "c.pt"
     saved = state(step=5)
     saved["config"] = config_from_dict(data).to_dict()

@@ -134,7 +134,7 @@ def test_importing_the_package_reads_nothing():
         (
             "files",
             {"path": "d.csv", "allow_pickle": "yes"},
-            "files: option 'allow_pickle' must be true or false, got 'yes'",
+            "allow_pickle must be True or False, got 'yes'",
         ),
         (
             "adding",

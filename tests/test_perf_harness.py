@@ -204,13 +204,16 @@ def test_instances_mode(tmp_path: Path, cli) -> None:
     assert inst["sum_seq_per_s"] > 0
 
 
-def test_failed_report_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_failed_report_keeps_the_measurements_and_nothing_half_written(tmp_path: Path) -> None:
+    from nervana_lstm.errors import UsageError
     from nervana_lstm.perf.report import write_report
 
     broken = {"schema": 1, "rows": [{"id": "x", "status": "ok"}], "peaks": {}}
-    with pytest.raises(KeyError):
+    with pytest.raises(UsageError, match=r"measurements are saved in .*results\.json"):
         write_report(broken, tmp_path / "out")
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # no staging folder left
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["results.json"]
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == broken
 
 
 def test_a_wrong_openvino_result_is_an_error_row(monkeypatch: pytest.MonkeyPatch) -> None:

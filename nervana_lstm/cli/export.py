@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="int8: largest relative loss of the task metric against fp32 (default: 0.01)",
     )
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="a files model's data file may be an NPZ with a ragged object array, which is "
+        "unpickled to read it: for files you trust only",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch,
         force=args.force,
         max_metric_drop=args.max_metric_drop,
+        allow_pickle=args.allow_pickle,
     )
     return 0

@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nervana_lstm.export import predict as p
     from nervana_lstm.export.metadata import read_meta
+    from nervana_lstm.paths import regular_file
 
     if args.chunk < 1:
         raise UsageError(f"--chunk expects a number of steps >= 1, got {args.chunk}")
@@ -66,10 +67,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed expects an integer in 0..2**63-1, got {args.seed}")
     if args.input == "-" and not args.stream:
         raise UsageError("--input - (stdin) is read with --stream; give a file otherwise")
-    if args.input not in (None, "-"):
-        from nervana_lstm.user_files import check_regular_file
-
-        check_regular_file(args.input, "--input")  # a directory, FIFO or device is refused
+    if args.input not in (None, "-"):  # read whole: a regular file, not a directory or FIFO
+        regular_file(args.input, "--input", "a .csv or .npz file")
     meta = read_meta(args.model)  # a clear error for a non-export directory, before compiling
     if args.stream and not meta.stateful:
         raise UsageError(

@@ -1,7 +1,7 @@
 """``nervana-lstm train``: train a model from a YAML config.
 
     nervana-lstm train --config configs/charlm.yaml [--set section.key=value ...]
-                       [--out runs/NAME] [--resume] [--stop-at STEP]
+                       [--out runs/NAME] [--resume] [--stop-at STEP] [--allow-pickle]
 
 The same command under ``torchrun --nproc-per-node N`` trains with
 DistributedDataParallel; only rank 0 prints and writes.
@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="plain log lines instead of a progress bar"
     )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="let a files task's NPZ with a ragged object array be unpickled, which can run "
+        "code from the file: for files you trust only; never saved with the run, so give "
+        "it again with --resume",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
     from nervana_lstm.train.loop import run_training
 
     result = run_training(
-        cfg, out, resume=args.resume, stop_at=args.stop_at, progress=not args.no_progress
+        cfg,
+        out,
+        resume=args.resume,
+        stop_at=args.stop_at,
+        progress=not args.no_progress,
+        allow_pickle=args.allow_pickle,
     )
     return result.exit_code

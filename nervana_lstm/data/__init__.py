@@ -15,12 +15,14 @@ copy      T=100, seed=0, eval_size=1000                tokens (T+20,N) ->   ce, 
 charlm    corpus="pydoc_topics", seq_len=100, seed=0,  tokens (T,N) ->      loss (nats), bpc
           eval_fraction=0.05                           next char, stateful
 files     path, target="classify", seed=0,             (T,N,F) + lengths -> loss, accuracy
-          eval_fraction=0.1, pool_batches=32,          (N,) class or        (or mse, rmse)
-          allow_pickle=False                           (N,O) values
+          eval_fraction=0.1, pool_batches=32           (N,) class or        (or mse, rmse)
+                                                       (N,O) values
 ========  ==========================================  ===================  ==========================
 
 Every task's training batch is a pure function of ``(seed, step, rank, world_size)``
 (see ``base``); nothing here reads a file or the corpus until a task is built.
+``make_task("files", allow_pickle=True, ...)`` lets a ragged NPZ be unpickled: a
+permission per call (the CLI's ``--allow-pickle``), never a saved option.
 
 The names below are imported on first use, so importing a torch-free module of
 this package (``nervana_lstm.data.file_formats``) does not import torch.

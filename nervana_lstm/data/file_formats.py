@@ -21,11 +21,13 @@ in one of three layouts:
   ``lengths`` (N,) required;
 - ragged: ``x`` an object array of N arrays of shape (T_i, F) or (T_i,). NumPy stores
   these with pickle, which can run code hidden in the file, so they load only with
-  ``allow_pickle=True``, for files you trust.
+  ``allow_pickle=True`` (the CLI's ``--allow-pickle``), for files you trust.
 
 ``y``: (N,) integer or string labels for classification; (N,) or (N, O) numbers for
-regression. Every problem is reported as a UsageError naming the file, and the row
-or column at fault.
+regression. ``lengths`` are integers >= 1 (and, flat, add up to the rows of ``x``).
+Features and regression targets are read as float32, so a value beyond its range
+(|v| > 3.4e38, finite as a float64) is refused rather than read as infinity. Every
+problem is reported as a UsageError naming the file, and the row or column at fault.
 
 Files given for prediction (``kind=None``) need no targets: the CSV's ``target``
 column and the NPZ's ``y`` may be absent, and are not read when present.
@@ -47,8 +49,10 @@ from typing import Literal
 import numpy as np
 
 from nervana_lstm.errors import UsageError
+from nervana_lstm.paths import regular_file
 
 __all__ = [
+    "FLOAT32_MAX",
     "SequenceFile",
     "finite_number",
     "read_csv",
@@ -71,14 +75,24 @@ class SequenceFile:
     ids: list[str] | None = None  # the CSV's sequence ids in order of first appearance
 
 
-def finite_number(text: str, where: str) -> float:
-    """``text`` as a finite float; UsageError naming ``where`` otherwise."""
+#: the largest finite float32, the precision models read features and targets in
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def finite_number(text: str, where: str, float32: bool = False) -> float:
+    """``text`` as a finite float (within float32's range if ``float32``); UsageError
+    naming ``where`` otherwise."""
     try:
         value = float(text)
     except ValueError:
         raise UsageError(f"{where}: {text!r} is not a number") from None
     if not math.isfinite(value):
         raise UsageError(f"{where}: {text!r} is not a finite number")
+    if float32 and abs(value) > FLOAT32_MAX:
+        raise UsageError(
+            f"{where}: {text!r} is beyond float32's range (|v| <= {FLOAT32_MAX:.4g}), the "
+            "precision the model reads; rescale the column"
+        )
     return value
 
 
@@ -120,12 +134,12 @@ def read_csv(path: str, kind: Kind | None) -> SequenceFile:
             raise UsageError(f"{path}:{line}: {len(row)} fields, expected {len(header)}")
         sid = row[col[ID]].strip()
         t = finite_number(row[col[TIME]], f"{path}:{line}, column '{TIME}'")
-        x = [finite_number(row[col[c]], f"{path}:{line}, column '{c}'") for c in features]
+        x = [finite_number(row[col[c]], f"{path}:{line}, column '{c}'", True) for c in features]
         steps.setdefault(sid, []).append((t, x, line))
         target = row[col[TARGET]].strip() if kind is not None else ""
         if target:
             if kind == "regress":
-                finite_number(target, f"{path}:{line}, column '{TARGET}'")
+                finite_number(target, f"{path}:{line}, column '{TARGET}'", True)
             seen = targets.setdefault(sid, (target, line))
             if seen[0] != target:
                 raise UsageError(
@@ -173,6 +187,15 @@ def _numeric(array: np.ndarray, path: str, name: str) -> np.ndarray:
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         bad = np.argwhere(~np.isfinite(array))[0].tolist()
         raise UsageError(f"{path}: array '{name}' has a NaN or infinite value at index {bad}")
+    if array.dtype.kind == "f" and array.dtype.itemsize > 4 and array.size:
+        beyond = np.abs(array) > FLOAT32_MAX
+        if beyond.any():
+            bad = np.argwhere(beyond)[0].tolist()
+            raise UsageError(
+                f"{path}: array '{name}' has {array[tuple(bad)]:.4g} at index {bad}, beyond "
+                f"float32's range (|v| <= {FLOAT32_MAX:.4g}), the precision the model reads; "
+                "rescale the data"
+            )
     return array
 
 
@@ -185,10 +208,13 @@ def _lengths(arrays: dict, path: str, n: int | None, limit: int | None) -> np.nd
             f"{path}: 'lengths' must be {count} (one per sequence), "
             f"got shape {lengths.shape} dtype {lengths.dtype}"
         )
-    if n and (lengths.min() < 1 or (limit is not None and lengths.max() > limit)):
+    outside = (lengths < 1) | (lengths > limit) if limit is not None else lengths < 1
+    if outside.any():
         bound = f"1..{limit}" if limit is not None else ">= 1"
+        i = int(np.flatnonzero(outside)[0])
         raise UsageError(
-            f"{path}: 'lengths' must be in {bound}, got {lengths.min()}..{lengths.max()}"
+            f"{path}: 'lengths' must be in {bound}, got {lengths.min()}..{lengths.max()} "
+            f"(sequence {i} has length {lengths[i]})"
         )
     return lengths.astype(np.int64)
 
@@ -219,7 +245,7 @@ def _load_npz(path: str, allow_pickle: bool, needs_y: bool = True) -> dict[str, 
         raise UsageError(
             f"{path}: array '{name}' is an object array, which NumPy can load only by "
             "unpickling (that can run code from the file); save 'x' padded (N, T, F) or flat "
-            "(sum T, F) with 'lengths', or pass allow_pickle=true for a file you trust"
+            "(sum T, F) with 'lengths', or pass --allow-pickle for a file you trust"
         ) from None
     except Exception as e:  # a damaged archive fails in zipfile, zlib or numpy's header parser
         raise UsageError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
@@ -259,7 +285,7 @@ def _sequences(arrays: dict[str, np.ndarray], path: str) -> list[np.ndarray]:
                 f"{path}: a 2-D 'x' {x.shape} is read as sequences laid end to end and needs "
                 "'lengths'; for padded data give 'x' a feature axis: (N, T, F)"
             )
-        lengths = _lengths(arrays, path, None, None)
+        lengths = _lengths(arrays, path, None, len(x))  # each within the rows: the sum cannot wrap
         if len(lengths) == 0:
             return []
         if lengths.sum() != len(x):
@@ -304,10 +330,7 @@ def read_npz(path: str, kind: Kind | None, allow_pickle: bool = False) -> Sequen
 def read_sequences(path: str, kind: Kind | None, allow_pickle: bool = False) -> SequenceFile:
     """Read ``path`` by its extension: ``.csv`` or ``.npz``; ``kind=None`` reads no targets."""
     ext = os.path.splitext(path)[1].lower()
-    if os.path.isdir(path):
-        raise UsageError(f"data file {path!r} is a directory; expected a .csv or .npz file")
-    if not os.path.isfile(path):
-        raise UsageError(f"data file {path!r} does not exist")
+    regular_file(path, "data file", "a .csv or .npz file")  # a directory or device is named so
     if ext == ".csv":
         return read_csv(path, kind)
     if ext == ".npz":

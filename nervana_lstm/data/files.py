@@ -41,8 +41,9 @@ def files_spec(features: int, outputs: int, target: Literal["classify", "regress
 class FileTask:
     """Sequence classification or regression on the sequences in ``options.path``;
     ``FilesOptions`` declares the options (``path``, ``target``, ``seed``,
-    ``eval_fraction``, ``pool_batches`` for ``LengthBuckets``, ``allow_pickle``) and
-    their bounds.
+    ``eval_fraction``, ``pool_batches`` for ``LengthBuckets``) and their bounds.
+    ``allow_pickle`` (no option: a permission the caller gives, never saved) lets
+    an NPZ with a ragged object array be unpickled, for files you trust.
 
     Attributes:
         classes: the class labels in id order (classification), else None
@@ -50,10 +51,10 @@ class FileTask:
         train_index, eval_index: which sequences of the file each split holds
     """
 
-    def __init__(self, options: FilesOptions) -> None:
+    def __init__(self, options: FilesOptions, allow_pickle: bool = False) -> None:
         self.path, self.target = options.path, options.target
         self.seed, self.eval_fraction = options.seed, options.eval_fraction
-        data = read_sequences(self.path, self.target, options.allow_pickle)
+        data = read_sequences(self.path, self.target, allow_pickle)
         n = len(data.seqs)
         n_eval = max(1, round(n * self.eval_fraction))
         if n - n_eval < 1:

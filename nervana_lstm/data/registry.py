@@ -71,13 +71,23 @@ def _problems(name: str, options: dict[str, Any], exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def make_task(name: str, **options: Any) -> Task:
-    """Build the task called ``name``; every option is checked, and a bad one is a UsageError."""
+def make_task(name: str, *, allow_pickle: bool = False, **options: Any) -> Task:
+    """Build the task called ``name``; every option is checked, and a bad one is a UsageError.
+
+    ``allow_pickle`` is no option of a task but a permission given per call (the
+    CLI's ``--allow-pickle``): a ``files`` task may then unpickle a ragged NPZ, which
+    can run code from the file. Other tasks read no such file and ignore it.
+    """
     if not isinstance(name, str) or name not in TASKS:
         raise UsageError(f"unknown task {short_repr(name)}; expected one of: {', '.join(TASKS)}")
+    if not isinstance(allow_pickle, bool):
+        raise UsageError(f"allow_pickle must be True or False, got {short_repr(allow_pickle)}")
     try:
         validated: TaskOptions = TASK_OPTIONS[name].model_validate(options)
     except ValidationError as exc:
         raise UsageError(_problems(name, options, exc)) from None
     module, cls = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(validated)
+    task_class = getattr(importlib.import_module(module), cls)
+    if name == "files":
+        return task_class(validated, allow_pickle=allow_pickle)
+    return task_class(validated)

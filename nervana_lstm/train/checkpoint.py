@@ -12,11 +12,15 @@ File layout (one ``torch.save`` file, readable with ``torch.load(weights_only=Tr
              "rng": (P, S) uint8 tensor, one torch RNG state per process,
              "carry": None | tensor | [tensor, tensor]  (the full-batch recurrent state),
              "vocab": None | [str],  "best": float | None, "evals_since_best": int,
-             "extra": {str: primitive}}
+             "extra": {str: primitive}  (optional)}
 
 Only tensors and primitive containers are stored, so loading needs no pickle of
-arbitrary objects; the digest makes any change to the payload (a flipped byte,
-a truncated file) a clear error rather than silently wrong weights.
+arbitrary objects. The digest makes an accident (a flipped byte, a truncated
+copy) a clear error rather than silently wrong weights; it is no defence against
+a deliberate change, since anyone can recompute it. A loaded file is therefore
+checked as if hostile (:mod:`nervana_lstm.train.safe_load`): archive sizes before
+anything is inflated, then every field's type and range (``step`` within
+``0..train.steps``, RNG states of the torch shape, finite weights...).
 
 Three ways in and out:
 
@@ -32,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +54,8 @@ from nervana_lstm.data.files import files_spec
 from nervana_lstm.data.vocab import CharVocab
 from nervana_lstm.errors import UsageError
 from nervana_lstm.models import SequenceModel, build_model
+from nervana_lstm.paths import regular_file
+from nervana_lstm.train import safe_load
 from nervana_lstm.train.accel import AccelChoice, master_state_dict
 from nervana_lstm.train.distributed import DistContext, all_gather_rows
 from nervana_lstm.train.progress import Progress, map_carry, process_seed
@@ -86,16 +91,6 @@ SHAPE_KEYS: tuple[tuple[str, str], ...] = (
     ("model", "embedding_dim"),
 )
 
-_REQUIRED = {
-    "config": dict,
-    "step": int,
-    "backend": str,
-    "precision": str,
-    "world_size": int,
-    "model": dict,
-    "optimizer": dict,
-}
-
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: a temp file in the same directory, then rename."""
@@ -112,7 +107,36 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
         "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
     }
     with atomic_path(path, fsync=True) as tmp, open(tmp, "wb") as fh:
-        torch.save(wrapper, fh)
+        writer = _Writer(fh)
+        try:
+            torch.save(wrapper, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise writer.error from None  # the disk's own error, not torch's "unexpected pos"
+
+
+class _Writer:
+    """A file for ``torch.save`` that keeps the OSError of a failed write.
+
+    torch's zip writer reports a write that failed part-way (a full disk) as a
+    RuntimeError about an unexpected position; the OSError kept here says why.
+    """
+
+    def __init__(self, fh: io.BufferedWriter) -> None:
+        self._fh = fh
+        self.name = fh.name
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self._fh.flush()
 
 
 _PRIMITIVES = (str, int, float, bool, type(None), torch.Tensor)
@@ -139,44 +163,53 @@ def _bad(path: Path, why: str) -> UsageError:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load and verify a checkpoint; anything else (garbage, tampered, foreign) is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"checkpoint {path} does not exist")
+    """Load and verify a checkpoint; anything else (garbage, tampered, foreign) is refused.
+
+    The archive's sizes are checked before anything is unpickled, the digest before
+    the payload is, and every field of the state after (:mod:`.safe_load`). The
+    digest catches accidents (a flipped byte, a truncated copy), not tampering:
+    anyone can recompute it, which is why every field is checked as well.
+    """
+    path = regular_file(path, "checkpoint", "a .pt file written by 'nervana-lstm train'")
     try:
-        with warnings.catch_warnings():  # torch warns about foreign pickle protocols
-            warnings.simplefilter("ignore")
-            wrapper = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refused, truncated zip, not a torch file...
-        raise _bad(path, f"cannot be read safely ({_first_line(exc)})") from None
-    if not isinstance(wrapper, dict) or wrapper.get("format") != FORMAT:
-        raise _bad(path, "it has no nervana-lstm format marker")
-    if wrapper.get("version") != VERSION:
-        raise _bad(path, f"format version {wrapper.get('version')!r}, expected {VERSION}")
-    payload = wrapper.get("payload")
-    digest = wrapper.get("sha256")
-    if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8 or payload.dim() != 1:
-        raise _bad(path, "the payload is missing")
-    data = payload.numpy().tobytes()
-    if not isinstance(digest, str) or hashlib.sha256(data).hexdigest() != digest:
-        raise _bad(path, "its content does not match the stored SHA-256 (modified or corrupted)")
-    try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise _bad(path, f"the payload cannot be read safely ({_first_line(exc)})") from None
-    if not isinstance(state, dict):
-        raise _bad(path, "the payload is not a mapping")
-    for key, kind in _REQUIRED.items():
-        if not isinstance(state.get(key), kind):
-            raise _bad(path, f"{key!r} is missing or not a {kind.__name__}")
-    if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
-        raise _bad(path, "the model weights are not all tensors")
+        size = path.stat().st_size
+        safe_load.check_zip_sizes(path, size, "the file")
+        wrapper = safe_load.load_archive(path, "the file")
+        payload = _payload(wrapper)
+        view = payload.numpy()  # the payload's bytes, not a copy of them
+        if hashlib.sha256(view).hexdigest() != wrapper["sha256"]:
+            raise safe_load.BadCheckpoint(
+                "its content does not match the stored SHA-256 (modified or corrupted)"
+            )
+        inner = safe_load.MemoryFile(view)
+        safe_load.check_zip_sizes(inner, len(view), "the payload")
+        state = safe_load.load_archive(inner, "the payload")
+        safe_load.check_state(state, str(path))
+    except safe_load.BadCheckpoint as exc:
+        raise _bad(path, str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"checkpoint {path} cannot be read ({exc.strerror or exc})") from None
     return state
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+def _payload(wrapper: Any) -> torch.Tensor:
+    """The wrapper's payload tensor, once its marker, version and digest field check out."""
+    if not isinstance(wrapper, dict) or wrapper.get("format") != FORMAT:
+        raise safe_load.BadCheckpoint("it has no nervana-lstm format marker")
+    if wrapper.get("version") != VERSION:
+        raise safe_load.BadCheckpoint(
+            f"format version {wrapper.get('version')!r}, expected {VERSION}"
+        )
+    payload = wrapper.get("payload")
+    if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8 or payload.dim() != 1:
+        raise safe_load.BadCheckpoint("the payload is missing")
+    if not isinstance(wrapper.get("sha256"), str):
+        raise safe_load.BadCheckpoint("the SHA-256 of the payload is missing")
+    if not payload.is_contiguous() or payload.storage_offset() + payload.numel() > (
+        payload.untyped_storage().nbytes()
+    ):
+        raise safe_load.BadCheckpoint("the payload is not one contiguous run of bytes")
+    return payload
 
 
 def check_compatible(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:
@@ -286,11 +319,11 @@ class Resumed:
         try:
             model.load_state_dict(self.state["model"])
             optimizer.load_state_dict(self.state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first_line = str(exc).strip().splitlines()[0]
-            raise UsageError(
-                f"checkpoint {self.path} does not fit this task and model: {first_line}"
-            ) from None
+            misfit = safe_load.state_shapes_fit(optimizer)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            misfit = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if misfit:
+            raise UsageError(f"checkpoint {self.path} does not fit this task and model: {misfit}")
 
     def progress(
         self, cfg: RunConfig, ctx: DistContext, stateful: bool, say: Callable[[str], object]
@@ -308,6 +341,9 @@ class Resumed:
             torch.manual_seed(process_seed(cfg.train.seed + self.step, ctx.rank))
         carry = None
         if stateful and self.state.get("carry") is not None:
+            misfit = safe_load.carry_fits(self.state["carry"], cfg)
+            if misfit:
+                raise UsageError(f"checkpoint {self.path} cannot continue this run: {misfit}")
             full = self.state["carry"]
             full = tuple(full) if isinstance(full, list | tuple) else full
             rows = shard_slice(cfg.train.batch_size, ctx.rank, ctx.world_size)

@@ -75,13 +75,25 @@ def run_training(
     stop_at: int | None = None,
     console: Console | None = None,
     progress: bool = True,
+    allow_pickle: bool = False,
 ) -> RunResult:
-    """Train ``cfg`` into ``out_dir``; see the module docstring for the order of things."""
+    """Train ``cfg`` into ``out_dir``; see the module docstring for the order of things.
+
+    ``allow_pickle`` lets a ``files`` task unpickle a ragged NPZ (a file you trust);
+    it is a permission of this call, never written to the run's config.
+    """
     ctx = init_distributed()
+    paths = RunPaths(out_dir)
+    fresh = not resume and report.is_empty_or_absent(paths.out)
+    existed = paths.out.exists()
     try:
         # soft_wrap: a log line piped to a file stays one line
         console = console or Console(soft_wrap=True)
-        return _train(cfg, RunPaths(out_dir), resume, stop_at, console, progress, ctx)
+        return _train(cfg, paths, resume, stop_at, console, progress, ctx, allow_pickle)
+    except BaseException:
+        if ctx.is_main and fresh:  # a new run that failed leaves no half-made run dir
+            report.remove_unfinished(paths, keep_dir=existed)
+        raise
     finally:
         shutdown(ctx)
 
@@ -94,10 +106,12 @@ def _train(
     console: Console,
     show_progress: bool,
     ctx: DistContext,
+    allow_pickle: bool = False,
 ) -> RunResult:
     say = console.print if ctx.is_main else _quiet
 
     # 1. set up ------------------------------------------------------------------------
+    report.check_run_dir(paths, resuming=resume)  # before any work: a taken --out is refused
     threads, threads_from = resolve_threads(
         cfg.train.threads, "train.threads", ctx.local_world_size
     )
@@ -107,14 +121,13 @@ def _train(
     check_training_memory(cfg, **memory)  # before any data or weights exist
     cfg = resolve_config(cfg)
     tc, oc = cfg.train, cfg.optim
-    task: Task = make_task(cfg.task.name, **cfg.task.options)
+    task: Task = make_task(cfg.task.name, allow_pickle=allow_pickle, **cfg.task.options)
     check_training_memory(cfg, task, **memory)  # with the task's real sizes, before the model
     spec, vocab = task.spec, checkpoint.vocab_of(task)
     _check_task_and_backend(cfg, spec)
 
     # 2. restore -----------------------------------------------------------------------
     resumed = checkpoint.restore(paths.last, cfg, vocab, say) if resume else None
-    _check_run_dir(paths, resuming=resume)
 
     # 3. precision and backend ---------------------------------------------------------
     precision, choice = _choose_precision_and_backend(cfg, task, ctx, resumed, threads)
@@ -209,7 +222,9 @@ def _train(
         if exit_code == EXIT_NONFINITE:
             if ctx.is_main:
                 report.print_nonfinite(stopped, progress.step + 1, lr, paths.last)
-        else:
+        elif not resumed or progress.step > resumed.step:
+            # a resumed run with nothing to do keeps its checkpoint: a lowered train.steps
+            # saved beside a later step would make it a checkpoint past its own end
             save(paths.last, progress)
     if metrics:
         metrics.close()
@@ -249,17 +264,6 @@ def _check_task_and_backend(cfg: RunConfig, spec: TaskSpec) -> None:
         )
     if cfg.train.accel != "auto":
         accel.choose_backend(cfg.train.accel)  # a named backend that cannot run here
-
-
-def _check_run_dir(paths: RunPaths, resuming: bool) -> None:
-    """A new run never overwrites another; ``--out`` must be a directory (or not exist yet)."""
-    if not resuming and paths.last.exists():
-        raise UsageError(
-            f"{paths.out} already holds a run (checkpoints/last.pt); pass --resume to continue "
-            "it or choose another --out"
-        )
-    if paths.out.exists() and not paths.out.is_dir():
-        raise UsageError(f"--out {paths.out} exists and is not a directory; choose another --out")
 
 
 def _choose_precision_and_backend(
@@ -324,7 +328,10 @@ class _Saver:
             optimizer=self.optimizer, ctx=self.ctx, vocab=self.vocab,
         )  # fmt: skip
         if self.ctx.is_main:
-            checkpoint.save_checkpoint(path, state)
+            try:
+                checkpoint.save_checkpoint(path, state)
+            except OSError as exc:  # the previous file at ``path`` is intact (atomic write)
+                raise report.save_failed(path, progress.step, exc) from None
 
 
 def _stopped_before_start(cfg: RunConfig, progress: Progress, say: report.Say) -> str:

@@ -9,6 +9,11 @@ A run directory holds::
     loss.png              training and evaluation loss against step
     checkpoints/last.pt   the latest state (``--resume`` continues from it)
     checkpoints/best.pt   the state at the best evaluation loss
+
+A new run starts only in a directory that is absent or empty, and a new run that
+fails before its first checkpoint removes what it wrote; a failed write (a full
+disk, a read-only folder, a directory where a file goes) is a UsageError saying
+what to do, and leaves every file written before it intact.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -37,6 +43,7 @@ from rich.progress import (
 from nervana_lstm.atomic import atomic_path, write_text_atomic
 from nervana_lstm.config import RunConfig
 from nervana_lstm.errors import UsageError
+from nervana_lstm.paths import write_problem
 from nervana_lstm.train import accel
 from nervana_lstm.train.distributed import DistContext
 
@@ -46,12 +53,16 @@ __all__ = [
     "RunPaths",
     "ThroughputWindow",
     "WindowFigures",
+    "check_run_dir",
+    "is_empty_or_absent",
     "log_train",
     "plot_losses",
     "print_nonfinite",
     "print_setup",
     "print_summary",
     "read_metrics",
+    "remove_unfinished",
+    "save_failed",
     "write_run_files",
 ]
 
@@ -79,6 +90,103 @@ class RunPaths:
     @property
     def plot(self) -> Path:
         return self.out / "loss.png"
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file a run writes, checkpoints last."""
+        out = self.out
+        return (
+            out / "config.yaml",
+            out / "run.json",
+            self.metrics,
+            self.plot,
+            self.last,
+            self.best,
+        )
+
+
+def is_empty_or_absent(path: Path) -> bool:
+    """True when ``path`` does not exist or is a directory with nothing in it."""
+    try:
+        return not any(path.iterdir())
+    except FileNotFoundError:
+        return True
+    except OSError:  # a file, or a folder that cannot be listed
+        return False
+
+
+def check_run_dir(paths: RunPaths, resuming: bool) -> None:
+    """Refuse an ``--out`` a run cannot use, before any work is done.
+
+    A new run needs a directory that is absent or empty (so it never replaces
+    another run's files, even one killed before its first ``last.pt``), inside a
+    folder it can write. A resumed run needs its directory writable and each run
+    file, where present, to be a file.
+    """
+    out = paths.out
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory; choose another --out")
+    if not resuming:
+        if paths.last.exists():
+            raise UsageError(
+                f"{out} already holds a run (checkpoints/last.pt); pass --resume to continue "
+                "it or choose another --out"
+            )
+        if not is_empty_or_absent(out):
+            held = sorted(p.name for p in out.iterdir()) if os.access(out, os.R_OK) else []
+            shown = ", ".join(held[:6]) + (", ..." if len(held) > 6 else "")
+            raise UsageError(
+                f"--out {out} is not empty ({shown or 'it cannot be listed'}) and holds no "
+                "checkpoints/last.pt to resume from; a new run needs an empty or new directory, "
+                "so it never replaces another run's files: choose another --out, or move "
+                "those files away"
+            )
+    base = out
+    while not base.exists() and base != base.parent:  # the folder the run dir is made in
+        base = base.parent
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"--out {out}: {base} is not writable (a run writes its config, metrics and "
+            "checkpoints there); make it writable or choose another --out"
+        )
+    if resuming:
+        for path in (*paths.files, paths.last.parent):
+            wanted_dir = path == paths.last.parent
+            if path.exists() and path.is_dir() != wanted_dir:
+                kind = "is a directory" if path.is_dir() else "is not a directory"
+                raise UsageError(
+                    f"{path} {kind}; the run needs it as a {'directory' if wanted_dir else 'file'}"
+                    ": move it away and resume again"
+                )
+
+
+def remove_unfinished(paths: RunPaths, keep_dir: bool) -> None:
+    """Remove what a new run wrote before it failed, unless a checkpoint was saved.
+
+    Only the run's own file names are removed, then the empty ``checkpoints``
+    folder, then the run directory itself when the run created it.
+    """
+    if paths.last.exists() or paths.best.exists():
+        return  # a checkpoint is worth keeping, with the files that explain it
+    for path in paths.files:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+    folders = [paths.last.parent] + ([] if keep_dir else [paths.out])
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
+
+
+def save_failed(path: Path, step: int, exc: OSError) -> UsageError:
+    """A checkpoint that could not be written: why, what is kept, what to do."""
+    kept = (
+        f"the previous {path.name} is intact; fix that and continue with --resume"
+        if path.exists()
+        else "fix that and run again"
+    )
+    return UsageError(
+        f"cannot save the checkpoint of step {step} to {path}: {write_problem(exc, path)}; {kept}"
+    )
 
 
 def print_setup(
@@ -116,8 +224,8 @@ def write_run_files(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create the run directory --out {out}: {exc}") from None
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        problem = write_problem(exc, out)
+        raise UsageError(f"cannot create the run directory --out {out}: {problem}") from None
     info = {
         "backend": choice.backend,
         "backend_detail": accel.describe(choice.backend, cfg.model.kind),
@@ -131,7 +239,15 @@ def write_run_files(
         "comm_backend": ctx.backend,
         "torch": torch.__version__,
     }
-    write_text_atomic(out / "run.json", json.dumps(info, indent=2) + "\n")
+    files = {
+        out / "config.yaml": yaml.safe_dump(cfg.to_dict(), sort_keys=False),
+        out / "run.json": json.dumps(info, indent=2) + "\n",
+    }
+    for path, text in files.items():
+        try:
+            write_text_atomic(path, text)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {write_problem(exc, path)}") from None
 
 
 class WindowFigures(NamedTuple):
@@ -215,20 +331,35 @@ class MetricsLog:
 
     def __init__(self, path: Path, keep_until_step: int | None = None) -> None:
         self.path = path
-        if keep_until_step is None:
-            write_text_atomic(path, "")
-        else:
-            kept = [r for r in read_metrics(path) if int(r.get("step", 0)) <= keep_until_step]
-            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
-        self._fh = path.open("a", encoding="utf-8")
+        try:
+            if keep_until_step is None:
+                write_text_atomic(path, "")
+            else:
+                kept = [r for r in read_metrics(path) if _step(r) <= keep_until_step]
+                write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+            self._fh = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {write_problem(exc, path)}") from None
 
     def write(self, record: dict[str, Any]) -> None:
         record = {k: _jsonable(v) for k, v in record.items()}
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(record) + "\n")
+            self._fh.flush()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot append to {self.path}: {write_problem(exc, self.path)}; the last "
+                "checkpoint is intact: fix that and continue with --resume"
+            ) from None
 
     def close(self) -> None:
         self._fh.close()
+
+
+def _step(record: dict[str, Any]) -> int:
+    """A record's step; one without a usable step sorts first (it is kept)."""
+    step = record.get("step", 0)
+    return step if isinstance(step, int) and not isinstance(step, bool) else 0
 
 
 def _jsonable(value: Any) -> Any:
@@ -337,6 +468,11 @@ def plot_losses(records: Iterable[dict[str, Any]], path: Path, title: str) -> No
     try:
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp)
+    except OSError as exc:  # the plot only draws metrics.jsonl: the run itself is saved
+        Console(stderr=True, soft_wrap=True).print(
+            f"warning: loss plot not written to {path}: {write_problem(exc, path)}",
+            highlight=False,
+        )
     finally:
         plt.close(fig)
 
@@ -371,7 +507,8 @@ def print_nonfinite(stopped: str, step: int, lr: float, last: Path) -> None:
     kept = (
         f"the last good checkpoint, {last}, is kept"
         if last.exists()
-        else "no checkpoint had been saved yet"
+        else f"no checkpoint had been saved yet (to start again, remove {last.parent.parent} "
+        "or choose another --out)"
     )
     Console(stderr=True, soft_wrap=True).print(
         f"error: {stopped} at step {step} (lr {lr:.3g}); training stopped without "
