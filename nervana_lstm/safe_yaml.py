@@ -27,7 +27,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from nervana_lstm.errors import UsageError, short_repr
-from nervana_lstm.user_files import read_text
+from nervana_lstm.paths import read_text
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "load_yaml", "read_yaml_file"]
 
@@ -161,6 +161,6 @@ def load_yaml(text: str, source: str, *, invalid: str | None = None) -> Any:
 
 def read_yaml_file(path: str | Path, what: str) -> Any:
     """Read and parse the YAML file ``path``: a regular UTF-8 file of at most :data:`MAX_BYTES`
-    (see :mod:`nervana_lstm.user_files`), then :func:`load_yaml`."""
+    (see :mod:`nervana_lstm.paths`), then :func:`load_yaml`."""
     text = read_text(path, what, MAX_BYTES)
     return load_yaml(text, f"{what} {path}")

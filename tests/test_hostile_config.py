@@ -22,8 +22,8 @@ from conftest import REPO
 
 from nervana_lstm.config import load_config, parse_override
 from nervana_lstm.errors import SHORT_REPR_CHARS, UsageError, short_repr
+from nervana_lstm.paths import read_text, regular_file
 from nervana_lstm.safe_yaml import MAX_BYTES, MAX_DEPTH, load_yaml
-from nervana_lstm.user_files import check_regular_file, read_text
 
 GiB = 2**30
 
@@ -161,9 +161,9 @@ def _specials(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" * 10)
     return {
-        "fifo": (fifo, "is a FIFO (named pipe), not a regular file"),
+        "fifo": (fifo, "is a named pipe (FIFO), not a regular file"),
         "directory": (folder, "is a directory; expected a file"),
-        "device": (Path("/dev/zero"), "is a character device, not a regular file"),
+        "device": (Path("/dev/zero"), "is a device, not a regular file"),
         "binary": (binary, "is not UTF-8 text (byte 0x89 at offset 0)"),
         "missing": (tmp_path / "missing.yaml", "does not exist"),
     }
@@ -193,6 +193,7 @@ def test_suite_path_that_is_not_a_regular_text_file(tmp_path: Path, kind: str) -
 def test_infer_input_that_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
     path, message = _specials(tmp_path)[kind]
     line = _refused(run_limited("infer", str(tmp_path / "model"), "--input", str(path)))
+    message = message.replace("expected a file", "expected a .csv or .npz file")
     assert f"--input {path} {message}" in line
 
 
@@ -208,7 +209,7 @@ def test_bench_suite_binary_file_is_refused(tmp_path: Path) -> None:
 def test_regular_file_helpers(tmp_path: Path) -> None:
     good = tmp_path / "f.txt"
     good.write_text("héllo")
-    assert check_regular_file(good, "x") == good
+    assert regular_file(good, "x") == good
     assert read_text(good, "x", 100) == "héllo"
     link = tmp_path / "link"
     link.symlink_to(good)
