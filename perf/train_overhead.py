@@ -43,7 +43,8 @@ from typing import Any
 #: (label, config overrides) for the auto-choice table; chosen so that different
 #: backends win on this kind of CPU (see the README's train section for results).
 AUTO_SHAPES: list[tuple[str, list[str]]] = [
-    ("lstm H=256 N=32 T=64 fp32 (default)", []),
+    ("lstm H=256 N=32 T=64 fp32 (charlm.yaml)", ["train.precision=fp32"]),
+    ("lstm H=256 N=32 T=64 bf16 (charlm.yaml)", ["train.precision=bf16"]),
     ("lstm H=512 N=64 T=25 bf16", [
         "model.hidden_size=512", "train.batch_size=64", "task.options.seq_len=25",
         "train.precision=bf16"]),
@@ -53,10 +54,11 @@ AUTO_SHAPES: list[tuple[str, list[str]]] = [
     ("lstm H=32 N=4 T=16 bf16", ["model.hidden_size=32", "train.batch_size=4",
                                  "task.options.seq_len=16", "train.precision=bf16"]),
     ("dglstm H=64 N=16 T=32 fp32", ["model.kind=dglstm", "model.hidden_size=64",
-                                     "train.batch_size=16", "task.options.seq_len=32"]),
+                                     "train.batch_size=16", "task.options.seq_len=32",
+                                     "train.precision=fp32"]),
     ("rnn H=512 N=16 T=16 fp32", ["model.kind=rnn", "model.hidden_size=512",
                                   "model.forget_bias=null", "train.batch_size=16",
-                                  "task.options.seq_len=16"]),
+                                  "task.options.seq_len=16", "train.precision=fp32"]),
 ]  # fmt: skip
 
 

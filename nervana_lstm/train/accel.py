@@ -67,8 +67,10 @@ __all__ = [
 
 
 #: ``auto`` measures every candidate alike: this many untimed warm-up steps, then the
-#: median of this many timed steps.
-AUTO_WARMUP = 5
+#: median of this many timed steps. IPEX's steps settle only after about ten (measured on
+#: the default charlm step: 150-500 ms for the first, 50-170 ms up to the tenth, then
+#: a steady 26-49 ms); stock torch's after two or three.
+AUTO_WARMUP = 10
 AUTO_REPEATS = 5
 AUTO_ORDER: tuple[TrainBackend, ...] = ("onednn", "ipex", "ipex-stock-lstm", "ipex-o0", "reference")
 GIVE_UP_FACTOR = 5.0
