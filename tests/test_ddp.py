@@ -24,7 +24,8 @@ TOLERANCE = 1e-5
 SETTINGS = [
     "--set", "task.options.T=8", "--set", "task.options.eval_size=64",
     "--set", "model.hidden_size=16", "--set", "train.steps=10", "--set", "train.batch_size=16",
-    "--set", "train.threads=1", "--set", "train.accel=onednn", "--set", "train.log_every=5",
+    "--set", "train.threads=1", "--set", "train.accel=onednn", "--set", "train.precision=fp32",
+    "--set", "train.log_every=5",
     "--set", "eval.every=5", "--no-progress",
 ]  # fmt: skip
 
