@@ -53,6 +53,7 @@ __all__ = [
     "apply_plan",
     "decide",
     "local_processes",
+    "openvino_threads",
     "plan_threads",
     "recheck",
     "rule_from_env",
@@ -283,10 +284,13 @@ def plan_threads(
     grant: CpuGrant | None = None,
     rule: ContentionRule | str | None = "from-env",
     measure: Measure = measure_load,
+    torch_started: bool | None = None,
 ) -> ThreadPlan:
     """Decide a run's threads and wait policy: resolve the count, look at the CPUs, decide.
 
-    ``rule`` defaults to :func:`rule_from_env`; ``grant`` to :func:`~nervana_lstm.resources.cpu_grant`.
+    ``rule`` defaults to :func:`rule_from_env`; ``grant`` to :func:`~nervana_lstm.resources.cpu_grant`;
+    ``torch_started`` to whether this process has imported torch (``info`` passes False to
+    show what a fresh run would decide).
     A bad ``requested``, ``OMP_NUM_THREADS`` or ``NERVANA_LSTM_CONTENTION`` is a
     :class:`UsageError` before the CPUs are watched.
     """
@@ -310,8 +314,9 @@ def plan_threads(
         if load is None:
             why = "/proc/stat cannot be read"
     return decide(
-        requested, option, processes, grant, load, the_rule, env,
-        torch_started="torch" in sys.modules, applied=applied, not_looked=why,
+        requested, option, processes, grant, load, the_rule, env, applied=applied,
+        torch_started="torch" in sys.modules if torch_started is None else torch_started,
+        not_looked=why,
     )  # fmt: skip
 
 
@@ -360,3 +365,10 @@ def recheck(
         torch_started="torch" in sys.modules, applied=applied, when=when,
     )  # fmt: skip
     return replace(new, set_env={**plan.set_env, **new.set_env}, earlier=plan)
+
+
+def openvino_threads(grant: CpuGrant | None = None) -> int | None:
+    """``INFERENCE_NUM_THREADS`` for OpenVINO: the granted CPUs when a cgroup quota is what
+    limits them, else None (the plugin's own choice, from the affinity mask)."""
+    grant = cpu_grant() if grant is None else grant
+    return grant.cpus if grant.quota_limited else None

@@ -102,11 +102,13 @@ class ModelBenchSettings:
 
 
 def default_threads() -> int:
-    """Physical cores this process may use: what torch and OpenVINO get when --threads is not given."""
+    """Physical cores this process may use (affinity mask and cgroup CPU quota): what torch
+    and OpenVINO get when --threads is not given."""
     from nervana_lstm.platform_info import read_cpu_info
+    from nervana_lstm.resources import usable_cpus
 
     cpu = read_cpu_info()
-    return max(1, min(cpu.cores, cpu.affinity))
+    return max(1, min(cpu.cores, cpu.affinity, usable_cpus()))
 
 
 def _check_memory(trained: Trained, batch: int, steps: int) -> None:
