@@ -116,7 +116,7 @@ def parse_proc_stat(text: str) -> dict[int, tuple[int, int]]:
         if not name.startswith("cpu") or not name[3:].isdigit():
             continue  # the "cpu" total line, or not a CPU
         fields = [int(v) for v in rest.split()[:8] if v.isdigit()]
-        if len(fields) < 5:
+        if len(fields) < 4:  # user nice system idle, on every kernel
             continue
         fields += [0] * (8 - len(fields))
         user, nice, system, idle, iowait, irq, softirq, steal = fields
