@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -323,54 +322,11 @@ def test_the_auto_child_must_run_with_the_parents_settings() -> None:
 
 # ------------------------------------------------------------------------- the CLI
 
-#: runs the CLI with /proc/stat replaced and records what torch ran with
-_WRAPPER = textwrap.dedent(
-    """
-    import atexit, importlib.abc, json, os, sys
-
-    busy_fraction, record = float(sys.argv[1]), sys.argv[2]
-    seen = {}
-
-    class Watch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" and "wait_at_import" not in seen:
-                seen["wait_at_import"] = os.environ.get("OMP_WAIT_POLICY")
-            return None
-
-    sys.meta_path.insert(0, Watch())
-
-    from nervana_lstm import cpu_load
-
-    cpus = sorted(os.sched_getaffinity(0))
-    reads = [0]
-
-    def read():
-        reads[0] += 1
-        busy = int(100 * busy_fraction) * reads[0]
-        lines = [f"cpu{c} {busy} 0 0 {100 * reads[0] - busy} 0 0 0 0 0 0" for c in cpus]
-        return "\\n".join(lines) + "\\n"
-
-    cpu_load._read_stat = read
-
-    def done():
-        import torch
-        seen["torch_threads"] = torch.get_num_threads()
-        with open(record, "w") as f:
-            json.dump(seen, f)
-
-    atexit.register(done)
-    from nervana_lstm.cli import main
-
-    sys.exit(main(sys.argv[3:]))
-    """
-)
-
 
 def _train_with_load(
     tmp_path: Path, busy_fraction: float, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict, dict]:
-    wrapper = tmp_path / "wrapper.py"
-    wrapper.write_text(_WRAPPER)
+    wrapper = REPO / "tests" / "fake_load.py"
     record, out = tmp_path / "seen.json", tmp_path / "run"
     full_env = {k: v for k, v in os.environ.items() if k not in thread_plan.WAIT_VARS}
     full_env.pop("OMP_NUM_THREADS", None)
