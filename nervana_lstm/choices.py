@@ -44,6 +44,7 @@ __all__ = [
     "BENCH_DTYPES",
     "BENCH_IMPLS",
     "CELLS_IMPLS",
+    "CONTENTION_MODES",
     "IPEX_BACKENDS",
     "KINDS",
     "MODES",
@@ -55,6 +56,7 @@ __all__ = [
     "BenchDtype",
     "BenchImpl",
     "CellsImpl",
+    "ContentionMode",
     "Kind",
     "Mode",
     "Precision",
@@ -105,6 +107,13 @@ MODES: tuple[Mode, ...] = get_args(Mode)
 #: Bench data types; ``int8`` exists only through OpenVINO + NNCF.
 BenchDtype = Literal["fp32", "bf16", "int8"]
 BENCH_DTYPES: tuple[BenchDtype, ...] = get_args(BenchDtype)
+
+#: What a run does when other work occupies its CPUs (``NERVANA_LSTM_CONTENTION``):
+#: ``passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep instead of
+#: spinning), ``fewer`` runs as many threads as CPUs are free, ``fewer+passive`` both;
+#: ``off`` never looks (every granted CPU, OpenMP's default wait policy).
+ContentionMode = Literal["passive", "fewer", "fewer+passive", "off"]
+CONTENTION_MODES: tuple[ContentionMode, ...] = get_args(ContentionMode)
 
 _GATES: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3, "dglstm": 4}
 

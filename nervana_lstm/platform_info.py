@@ -23,7 +23,9 @@ __all__ = [
     "allocator",
     "check_supported",
     "collect_info",
+    "openmp_runtime",
     "read_cpu_info",
+    "thread_defaults",
 ]
 
 #: The ISA extensions that decide recurrent-network speed on x86 CPUs.
@@ -46,6 +48,9 @@ THREAD_ENV_VARS: tuple[str, ...] = (
     "OMP_PLACES",
     "KMP_AFFINITY",
     "KMP_BLOCKTIME",
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "NERVANA_LSTM_CONTENTION",
     "ONEDNN_MAX_CPU_ISA",
     "LD_PRELOAD",
 )
@@ -171,6 +176,35 @@ def allocator() -> str:
     return "glibc malloc"
 
 
+def openmp_runtime() -> str:
+    """The OpenMP runtime torch's threads run on: Intel's when preloaded, else torch's own."""
+    if "libiomp" in os.environ.get("LD_PRELOAD", ""):
+        return "Intel OpenMP (libiomp5, preloaded)"
+    return "GNU OpenMP (libgomp, shipped with torch)"
+
+
+def thread_defaults() -> dict[str, Any]:
+    """The CPUs granted (affinity, cgroup quota), the default thread count they give, and
+    what a run starting now would decide after looking at the load (0.2 s)."""
+    from nervana_lstm.resources import cpu_grant
+    from nervana_lstm.thread_plan import plan_threads
+
+    grant = cpu_grant()
+    out: dict[str, Any] = {"cpus": grant.as_dict(), "default_threads": grant.cpus}
+    try:
+        plan = plan_threads(None, "threads", grant=grant, torch_started=False)
+    except UsageError as exc:  # a bad OMP_NUM_THREADS or NERVANA_LSTM_CONTENTION
+        out["run_now"] = {"error": str(exc)}
+        return out
+    out["run_now"] = {
+        k: v
+        for k, v in plan.as_dict().items()
+        if k
+        in ("threads", "threads_from", "wait_policy", "wait_from", "contended", "seen", "decided")
+    }
+    return out
+
+
 def collect_info() -> dict[str, Any]:
     """Everything ``nervana-lstm info --json`` prints, as a JSON-ready dict."""
     cpu = read_cpu_info()
@@ -198,5 +232,7 @@ def collect_info() -> dict[str, Any]:
         "threads": {
             "env": {name: os.environ.get(name) for name in THREAD_ENV_VARS},
             "allocator": allocator(),
+            "openmp": openmp_runtime(),
+            **thread_defaults(),
         },
     }

@@ -1,9 +1,17 @@
 """What this process may use, CPUs and memory, and the checks against it.
 
-CPUs are the ones ``os.sched_getaffinity`` allows (a ``taskset`` or a
-container's cpuset counts, the machine's total does not). A thread count above
-them is refused: more threads than CPUs only makes the threads wait for each
-other.
+CPUs granted to this process are the least of two limits::
+
+    affinity   CPUs os.sched_getaffinity allows (taskset, a container's cpuset)
+    quota      cgroup CPU bandwidth: cpu.max "QUOTA PERIOD" (v2) or
+               cpu.cfs_quota_us / cpu.cfs_period_us (v1), the tightest of this
+               process's group and the groups above it
+    granted    = min(affinity, max(1, floor(quota / period)))
+
+A fraction of a CPU is rounded down (at least one): a thread beyond the quota is
+throttled for the rest of each period while its team waits for it at the next
+barrier. The machine's total counts for nothing. A thread count above the granted
+CPUs is refused: more threads than CPUs only makes the threads wait for each other.
 
 Memory available to this process is the smallest of::
 
@@ -19,6 +27,7 @@ allocated, with the figures and the options to lower. Nothing here imports torch
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 from collections.abc import Iterable
@@ -28,10 +37,15 @@ from pathlib import Path
 from nervana_lstm.errors import UsageError
 
 __all__ = [
+    "CpuGrant",
+    "CpuQuota",
     "MemoryLimit",
+    "affinity_cpus",
     "available_memory",
     "check_fits",
     "check_threads",
+    "cpu_grant",
+    "cpu_quota",
     "format_bytes",
     "omp_threads",
     "resolve_threads",
@@ -42,12 +56,114 @@ __all__ = [
 _NO_LIMIT = 1 << 60
 
 
-def usable_cpus() -> int:
-    """Logical CPUs this process may run on."""
+# ------------------------------------------------------------------------- CPUs
+
+
+@dataclass(frozen=True)
+class CpuQuota:
+    """A cgroup CPU bandwidth limit: ``cpus`` CPUs' worth of time per period."""
+
+    cpus: float  # quota / period
+    source: str  # "cpu.max (cgroup v2)" or "cpu.cfs_quota_us (cgroup v1)"
+
+
+@dataclass(frozen=True)
+class CpuGrant:
+    """The CPUs this process may really use: its affinity mask and its cgroup quota."""
+
+    affinity: int
+    quota: CpuQuota | None = None
+
+    @property
+    def cpus(self) -> int:
+        """``min(affinity, max(1, floor(quota)))``; the affinity alone without a quota."""
+        if self.quota is None:
+            return self.affinity
+        # 1e-9: a quota of 2 CPUs written as 199999999/100000000 still counts as 2
+        return max(1, min(self.affinity, math.floor(self.quota.cpus + 1e-9)))
+
+    @property
+    def quota_limited(self) -> bool:
+        """True when the quota, not the affinity mask, sets :attr:`cpus`."""
+        return self.cpus < self.affinity
+
+    def describe(self) -> str:
+        """``"2 usable CPU(s)"``, with the quota when it is what limits them."""
+        if self.quota is None or not self.quota_limited:
+            return f"{self.cpus} usable CPU(s)"
+        return (
+            f"{self.cpus} usable CPU(s): a CPU quota of {self.quota.cpus:g} "
+            f"({self.quota.source}) on {self.affinity} in the affinity mask"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        quota = (
+            None if self.quota is None else {"cpus": self.quota.cpus, "source": self.quota.source}
+        )
+        return {"affinity": self.affinity, "quota": quota, "granted": self.cpus}
+
+
+def affinity_cpus() -> int:
+    """Logical CPUs this process may run on (``os.sched_getaffinity``)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _cpu_limit(folder: Path, version: str) -> tuple[int, int] | None:
+    """(quota, period) in microseconds set in one cgroup folder, or None for no limit."""
+    if version == "v2":
+        try:
+            fields = (folder / "cpu.max").read_text().split()
+        except OSError:
+            return None
+        if len(fields) != 2 or not fields[0].isdigit() or not fields[1].isdigit():
+            return None  # "max 100000": no limit
+        quota, period = int(fields[0]), int(fields[1])
+    else:
+        try:
+            quota = int((folder / "cpu.cfs_quota_us").read_text().strip())  # -1: no limit
+        except (OSError, ValueError):
+            return None
+        period_read = _read_int(folder / "cpu.cfs_period_us")
+        if period_read is None:
+            return None
+        period = period_read
+    if quota <= 0 or period <= 0:
+        return None
+    return quota, period
+
+
+def cpu_quota(proc_cgroup: str | None = None, root: Path | None = None) -> CpuQuota | None:
+    """The tightest cgroup CPU quota over this process's group and the groups above it.
+
+    ``proc_cgroup`` (the text of ``/proc/self/cgroup``) and ``root`` (the cgroup
+    mount, ``/sys/fs/cgroup``) are read from the system when not given. None
+    when no group sets a quota, or none can be read.
+    """
+    text = _read("/proc/self/cgroup") if proc_cgroup is None else proc_cgroup
+    mount = Path("/sys/fs/cgroup") if root is None else root
+    tightest: CpuQuota | None = None
+    for version, folder in _cgroup_dirs(text, mount, "cpu"):
+        limit = _cpu_limit(folder, version)
+        if limit is None:
+            continue
+        cpus = limit[0] / limit[1]
+        if tightest is None or cpus < tightest.cpus:
+            name = "cpu.max (cgroup v2)" if version == "v2" else "cpu.cfs_quota_us (cgroup v1)"
+            tightest = CpuQuota(cpus, name)
+    return tightest
+
+
+def cpu_grant() -> CpuGrant:
+    """This process's affinity mask and cgroup quota (see the module docstring)."""
+    return CpuGrant(affinity_cpus(), cpu_quota())
+
+
+def usable_cpus() -> int:
+    """CPUs this process may really use: the affinity mask, capped by the cgroup quota."""
+    return cpu_grant().cpus
 
 
 def check_threads(value: int, option: str, cpus: int | None = None) -> int:
@@ -56,7 +172,8 @@ def check_threads(value: int, option: str, cpus: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cpus:
         raise UsageError(
             f"{option} got {value!r}; expected 1..{cpus}, the CPUs this process may use "
-            "(more threads than CPUs only wait for each other)"
+            "(affinity mask and cgroup CPU quota; more threads than CPUs only wait for each "
+            "other)"
         )
     return value
 
@@ -85,14 +202,20 @@ def resolve_threads(
     *,
     cpus: int | None = None,
     environ: dict[str, str] | None = None,
+    grant: CpuGrant | None = None,
 ) -> tuple[int, str]:
     """(threads per process, where the number comes from), for a run of ``processes``.
 
     ``requested`` (a config key or flag called ``option``) wins and must not exceed
     the usable CPUs. Else ``OMP_NUM_THREADS`` when set, capped at the CPUs each
-    process gets; else the usable CPUs divided among the processes.
+    process gets; else the usable CPUs divided among the processes. The usable
+    CPUs are ``cpus`` when given, else ``grant``'s (by default :func:`cpu_grant`).
     """
-    cpus = usable_cpus() if cpus is None else cpus
+    if cpus is None:
+        grant = cpu_grant() if grant is None else grant
+        cpus, described = grant.cpus, grant.describe()
+    else:
+        described = f"{cpus} usable CPU(s)"
     if requested is not None:
         return check_threads(requested, option, cpus), option
     share = max(1, cpus // max(1, processes))
@@ -102,7 +225,7 @@ def resolve_threads(
             return share, f"OMP_NUM_THREADS={omp} capped at the {share} CPU(s) per process"
         return omp, f"OMP_NUM_THREADS={omp}"
     per = f" / {processes} processes" if processes > 1 else ""
-    return share, f"{cpus} usable CPU(s){per}"
+    return share, f"{described}{per}"
 
 
 # ----------------------------------------------------------------------- memory
@@ -152,9 +275,11 @@ def _inactive_file(stat: Path, key: str) -> int:
     return 0
 
 
-def _cgroup_dirs(proc_cgroup: str, root: Path) -> list[tuple[str, Path]]:
-    """(version, folder) of this process's memory cgroup and each folder above it up to
-    the mount (inside a container the mount is the group itself)."""
+def _cgroup_dirs(
+    proc_cgroup: str, root: Path, controller: str = "memory"
+) -> list[tuple[str, Path]]:
+    """(version, folder) of this process's ``controller`` cgroup (memory, cpu) and each
+    folder above it up to the mount (inside a container the mount is the group itself)."""
     found: list[tuple[str, Path]] = []
     for line in proc_cgroup.splitlines():
         parts = line.split(":", 2)
@@ -163,8 +288,11 @@ def _cgroup_dirs(proc_cgroup: str, root: Path) -> list[tuple[str, Path]]:
         _, controllers, rel = parts
         if controllers == "":
             version, mount = "v2", root
-        elif "memory" in controllers.split(","):
-            version, mount = "v1", root / "memory"
+        elif controller in controllers.split(","):
+            # v1 mounts "cpu,cpuacct" with a "cpu" link beside it; either may be missing
+            version, mount = "v1", root / controller
+            if not mount.exists() and (root / controllers).exists():
+                mount = root / controllers
         else:
             continue
         names = [p for p in rel.split("/") if p]

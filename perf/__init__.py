@@ -25,6 +25,10 @@ Modules, one job each:
 * :mod:`~nervana_lstm.perf.model_report` the ratios against their targets, the report section
 * :mod:`~nervana_lstm.perf.ir_timing` how an IR is compiled and called for timing
 * :mod:`~nervana_lstm.perf.train_overhead` training-loop overhead and the ``accel: auto`` choice
+* :mod:`~nervana_lstm.perf.quiet`    how busy the machine was around each group of rows,
+  noisy GEMM peaks, ``--quiet-wait``
+* :mod:`~nervana_lstm.perf.contention` training and an LSTM call quiet and beside busy
+  processes, under each thread and OpenMP wait setting
 
 Imports go one way: ``spec`` imports no module of this package; the
 implementation modules import ``spec``; ``impls`` imports them; the harness,
@@ -34,6 +38,7 @@ no torch; the modules do so where they need it.
 
 __all__ = [
     "compare",
+    "contention",
     "flops",
     "harness",
     "impls",
@@ -45,6 +50,7 @@ __all__ = [
     "openvino_impl",
     "peak",
     "premul",
+    "quiet",
     "report",
     "results",
     "runner",

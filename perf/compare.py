@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class Comparison:
     only_b: list[str]
     status_changed: list[str]
     differences: list[str]  # machine or software that differs between the two runs
+    #: runs measured on a busy machine (contended rows, disagreeing GEMM peaks)
+    load_notes: list[str] = field(default_factory=list)
 
     @property
     def lost(self) -> list[str]:
@@ -197,7 +199,20 @@ def compare(a: dict[str, Any], b: dict[str, Any], threshold: float) -> Compariso
         only_b=sorted(measured_b - rows_a.keys()),
         status_changed=sorted(changed),
         differences=_context_differences(a, b),
+        load_notes=[*_load_notes("A", a), *_load_notes("B", b)],
     )
+
+
+def _load_notes(name: str, results: dict[str, Any]) -> list[str]:
+    """What ``results``' ``load`` section says against its figures (nothing for old files)."""
+    load = results.get("load") or {}
+    out = []
+    contended = load.get("contended_rows") or []
+    if contended:
+        out.append(f"{name} measured {len(contended)} row(s) under contention")
+    if load.get("noisy"):
+        out.append(f"{name} is noisy ({len(load['noisy'])} GEMM peak(s) disagree before/after)")
+    return out
 
 
 def _context_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -227,6 +242,8 @@ def format_comparison(cmp: Comparison, name_a: str = "A", name_b: str = "B") -> 
     lines = [f"compare {name_a} -> {name_b} (threshold {t}):"]
     if cmp.differences:
         lines.append("note: the runs differ in " + "; ".join(cmp.differences))
+    if cmp.load_notes:
+        lines.append("note: " + "; ".join(cmp.load_notes) + ": read those figures as noise")
 
     def block(title: str, changes: list[Change]) -> None:
         lines.append(f"{title} ({len(changes)}):")

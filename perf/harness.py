@@ -5,9 +5,11 @@ Order of work in :func:`run_suite`:
 1. machine info (``collect_info``), the runner's own overhead on a no-op;
 2. the GEMM peak for every (dtype, threads) pair the suite needs;
 3. each spec: build, warm up, time (or record why it cannot run: ``n/a`` where the
-   path cannot run here, ``error`` where it failed or computes something else);
-4. oneDNN-backed rows rerun once under ``ONEDNN_VERBOSE`` in a subprocess;
-5. speedups over ``unfused`` and ``native`` of the same shape, mode, dtype, threads.
+   path cannot run here, ``error`` where it failed or computes something else), the
+   machine's load read before, during and after each group (:mod:`~nervana_lstm.perf.quiet`);
+4. the GEMM peak again; rows of contended groups and disagreeing peaks are marked;
+5. oneDNN-backed rows rerun once under ``ONEDNN_VERBOSE`` in a subprocess;
+6. speedups over ``unfused`` and ``native`` of the same shape, mode, dtype, threads.
 
 Rows are :class:`~nervana_lstm.perf.results.Row` objects, written out as
 ``results.json``'s rows. :func:`run_suite` takes everything it uses as
@@ -320,12 +322,15 @@ def run_suite(
     sel: Selection,
     log: Callable[[str], None] | None = None,
     command: str | None = None,
+    quiet_wait: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Measure the suite; return the results document (machine, peaks, rows).
+    """Measure the suite; return the results document (machine, peaks, load, rows).
 
     ``log`` receives one line per step (default: stderr); ``command`` is the
-    command line recorded in the document (``None`` when there is none).
+    command line recorded in the document (``None`` when there is none);
+    ``quiet_wait`` what ``--quiet-wait`` found before the run, recorded too.
     """
+    from nervana_lstm.perf.quiet import LoadLog, load_section, log_load
     from nervana_lstm.perf.runner import timer_overhead
 
     log = log or _stderr_log
@@ -354,17 +359,22 @@ def run_suite(
     mark = time.perf_counter()
 
     groups = _schedule(rows, planned, peaks, per_instance, d, sel.instances)
+    load = LoadLog()
     with quiet_known_warnings():
         if sel.instances == 1:
             for members in groups.values():
-                _measure_group(members, d, log)
+                with load.group([r for r, _ in members]):
+                    _measure_group(members, d, log)
         else:
             from nervana_lstm.perf.instances import run_instances
 
             pending = [
                 (r, p.spec) for r, p in zip(rows, planned, strict=True) if r.status == "pending"
             ]
-            run_instances(pending, sel.instances, d, log)
+            # the instances are other processes: no "during" reading, only before and after
+            with load.group([r for r, _ in pending], during=False):
+                run_instances(pending, sel.instances, d, log)
+    load.finish()
 
     phases["measure_s"] = round(time.perf_counter() - mark, 1)
     mark = time.perf_counter()
@@ -376,6 +386,8 @@ def run_suite(
         best = late if late["gflops"] > early["gflops"] else early
         peaks[key] = {**best, "start_gflops": early["gflops"], "end_gflops": late["gflops"]}
     phases["peaks_s"] += round(time.perf_counter() - mark, 1)
+    load_doc = load_section(load, peaks, quiet_wait)
+    log_load(load_doc, log)
     mark = time.perf_counter()
     _fill_rates(rows, peaks, per_instance)
     _fill_speedups(rows)
@@ -393,7 +405,7 @@ def run_suite(
                 k: getattr(sel, k) for k in ("kinds", "impls", "modes", "dtypes", "threads")
             },
         },
-        **run_record(overhead, peaks, started, phases, command),
+        **run_record(overhead, peaks, started, phases, command, load_doc),
         "rows": [row.to_dict() for row in rows],
     }
 
@@ -404,9 +416,11 @@ def run_record(
     started: float,
     phases: dict[str, Any],
     command: str | None,
+    load: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What every ``results.json`` says about its run: the machine, its threads and
-    allocator, the timer's overhead, the GEMM peaks, when, how long and how it was run."""
+    allocator, the timer's overhead, the GEMM peaks, how busy the machine was
+    (:func:`nervana_lstm.perf.quiet.load_section`), when, how long and how it was run."""
     from nervana_lstm.perf.runner import affinity
     from nervana_lstm.platform_info import allocator, collect_info
 
@@ -416,6 +430,7 @@ def run_record(
         "allocator": allocator(),
         "timer_overhead": overhead.as_dict(),
         "peaks": peaks,
+        "load": load,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(time.time() - started, 1),
         "phases": phases,

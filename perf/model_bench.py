@@ -102,11 +102,13 @@ class ModelBenchSettings:
 
 
 def default_threads() -> int:
-    """Physical cores this process may use: what torch and OpenVINO get when --threads is not given."""
+    """Physical cores this process may use (affinity mask and cgroup CPU quota): what torch
+    and OpenVINO get when --threads is not given."""
     from nervana_lstm.platform_info import read_cpu_info
+    from nervana_lstm.resources import usable_cpus
 
     cpu = read_cpu_info()
-    return max(1, min(cpu.cores, cpu.affinity))
+    return max(1, min(cpu.cores, cpu.affinity, usable_cpus()))
 
 
 def _check_memory(trained: Trained, batch: int, steps: int) -> None:
@@ -413,8 +415,12 @@ def run_model_bench(
     settings: ModelBenchSettings,
     log: Callable[[str], None] | None = None,
     command: str | None = None,
+    quiet_wait: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure the model trained in ``source``; return the results document.
+
+    The machine's load is read around each group of rows, as in a suite run
+    (:mod:`~nervana_lstm.perf.quiet`); ``quiet_wait`` is what ``--quiet-wait`` found.
 
     Raises:
         UsageError: ``source`` is not a run directory or a checkpoint.
@@ -422,6 +428,7 @@ def run_model_bench(
     from nervana_lstm.export.exporter import graph_spec, resolve_checkpoint
     from nervana_lstm.perf.harness import run_record
     from nervana_lstm.perf.peak import measure_gemm_peak
+    from nervana_lstm.perf.quiet import LoadLog, load_section, log_load
     from nervana_lstm.perf.runner import timer_overhead
     from nervana_lstm.train.checkpoint import load_trained
 
@@ -467,10 +474,13 @@ def run_model_bench(
             ),
         }
         groups = by_runtime(_plan(trained, cases, irs, settings))
+        load = LoadLog()
         with quiet_known_warnings():
             for group in groups:
-                time.sleep(SETTLE_S)  # the previous group's thread pool parks
-                measure_group(group, settings, log)
+                # the pause lets the previous group's thread pool park; the CPUs are watched
+                with load.group([row for row, _, _ in group], before_s=SETTLE_S):
+                    measure_group(group, settings, log)
+        load.finish()
         phases["measure_s"] = round(time.perf_counter() - mark, 1)
     rows = [row for group in groups for row, _, _ in group]
 
@@ -482,6 +492,8 @@ def run_model_bench(
         best = late if late["gflops"] > early["gflops"] else early
         peaks[key] = {**best, "start_gflops": early["gflops"], "end_gflops": late["gflops"]}
     phases["peaks_s"] += round(time.perf_counter() - mark, 1)
+    load_doc = load_section(load, peaks, quiet_wait)
+    log_load(load_doc, log)
     _fill_rates(rows, peaks, settings.threads)
     labels = {key: case.label for key, case in cases.items()}
     ratios = model_ratios([r.to_dict() for r in rows], labels)
@@ -503,7 +515,7 @@ def run_model_bench(
             "selection": {"model": str(source), "threads": [settings.threads]},
             "model_bench": asdict(settings),
         },
-        **run_record(overhead, peaks, started, phases, command),
+        **run_record(overhead, peaks, started, phases, command, load_doc),
         "model": {
             "checkpoint": str(checkpoint),
             "step": trained.step,

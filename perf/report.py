@@ -14,6 +14,11 @@
     peaks           "<dtype>/t<threads>" -> {dtype, threads, size, gflops, median_gflops,
                     start_gflops, end_gflops}: measured before and after the rows;
                     ``gflops`` is the better of the two
+    load            how busy the machine was (nervana_lstm.perf.quiet): granted CPUs,
+                    contended_at, sample_s, groups [{rows, before, during, after (each
+                    {cpus, granted, seconds, busy, own, other, pressure, processes} or
+                    null), worst, contended}], contended_rows (ids), noisy_margin, noisy
+                    (lines: GEMM peaks that disagree), quiet_wait ({waited_s, load} or null)
     started, wall_s, phases ({peaks_s, measure_s, probe_s}), command
     model           ``bench --model`` only: the model, its IRs, the ratios against their
                     targets and notes (nervana_lstm.perf.model_bench); its rows add
@@ -34,7 +39,8 @@
       speedup_vs_unfused, speedup_vs_native   baseline median / this median
       speedup_baseline_dtype                  set when the baseline ran at another dtype
       build_s       seconds spent building (compile, convert, quantize, optimize)
-      notes         list of strings; "FLAG: ..." marks a fused LSTM that ran no rnn primitive
+      notes         list of strings; "FLAG: ..." marks a fused LSTM that ran no rnn primitive,
+                    "CONTENDED: ..." a row measured while other work used the CPUs
       proof         {"onednn": {onednn_version, isa, runtime, primitives: [{primitive, impl,
                     prop_kind, count}], rnn: ["brgemm:avx512_core forward_inference", ...]},
                     "onednn_flag": str, "openvino": {layers: {layerType: precision},
@@ -58,6 +64,7 @@ from typing import Any
 
 from nervana_lstm.atomic import write_bytes_atomic
 from nervana_lstm.choices import BENCH_IMPLS
+from nervana_lstm.perf.quiet import is_contended
 
 __all__ = [
     "render_markdown",
@@ -168,7 +175,8 @@ def render_summary(results: dict[str, Any]) -> str:
                 speed = r["speedup_vs_unfused"]
                 extra = f" ({speed:.2f}×)" if speed is not None and impl != "unfused" else ""
                 cap = "*" if r["timing"]["capped"] else ""
-                cells.append(f"{r['timing']['median_ms']:.2f}{cap}{extra}")
+                busy = "!" if is_contended(r) else ""
+                cells.append(f"{r['timing']['median_ms']:.2f}{cap}{busy}{extra}")
         lines.append(f"| {label} | {mode} | {dtype} | {threads} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -183,6 +191,38 @@ def _noise_line(ok: list[dict[str, Any]]) -> str:
         f"Spread: median IQR {spreads[len(spreads) // 2]:.1f}% of the median "
         f"(worst {spreads[-1]:.0f}%); {capped} of {len(ok)} rows reached the time cap."
     )
+
+
+def _load_lines(results: dict[str, Any]) -> list[str]:
+    """What the top of the report says about the machine's load: contended rows, noisy peaks."""
+    load = results.get("load")
+    if not load:
+        return []
+    lines = []
+    wait = load.get("quiet_wait")
+    if wait and wait.get("load"):
+        lines.append(
+            f"Waited {wait['waited_s']:g} s for a quiet machine (--quiet-wait): other work on "
+            f"{wait['load']['other']:.1f} of {wait['load']['cpus']} CPUs at the start."
+        )
+    contended = load.get("contended_rows") or []
+    groups = load.get("groups") or []
+    if contended:
+        worst = max(g.get("worst", 0.0) for g in groups)
+        lines.append(
+            f"**Measured under contention:** {len(contended)} row(s), marked `!`, ran while "
+            f"other work took up to {worst:.1f} of the {load['granted']} granted CPU(s) "
+            f"(threshold {load['contended_at']:g}); their times measure the neighbours as "
+            "much as the code. Rerun them on a quiet machine (`--quiet-wait SECONDS`)."
+        )
+    elif groups:
+        lines.append(
+            f"Quiet: other work stayed under {load['contended_at']:g} CPU before, during and "
+            f"after each of the {len(groups)} group(s) of rows."
+        )
+    for line in load.get("noisy") or []:
+        lines.append(f"**Noisy:** {line}.")
+    return [*lines, ""] if lines else []
 
 
 def _model_lines(results: dict[str, Any]) -> list[str]:
@@ -207,9 +247,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Warm-up {s['warmup']}, up to {s['repeats']} timed calls (cap {s['time_cap_s']} s "
         f"per measurement); medians with the interquartile range (IQR) as spread.",
         "",
+        *_load_lines(results),
         "## Summary",
         "",
-        "Median ms per call (speedup over `unfused` in brackets; `*` = time cap reached).",
+        "Median ms per call (speedup over `unfused` in brackets; `*` = time cap reached; "
+        "`!` = measured under contention).",
         "",
         render_summary(results),
         "",
@@ -272,7 +314,8 @@ def render_markdown(results: dict[str, Any]) -> str:
                 base = f" (vs {r['speedup_baseline_dtype']})" if r["speedup_baseline_dtype"] else ""
                 lines.append(
                     f"| {r['impl']} | {r['dtype']} | {r['threads']} | {t['median_ms']:.3f}"
-                    f"{'*' if t['capped'] else ''} | {t['iqr_pct']:.1f} | {_fmt(r['gflops'], '.1f')}"
+                    f"{'*' if t['capped'] else ''}{'!' if is_contended(r) else ''} "
+                    f"| {t['iqr_pct']:.1f} | {_fmt(r['gflops'], '.1f')}"
                     f" | {_fmt(r['pct_peak'], '.1f')} | {_fmt(r['speedup_vs_unfused'])}{base} "
                     f"| {_fmt(r['speedup_vs_native'])}{base} | {_ran(r)} |"
                 )
@@ -287,7 +330,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         flags = [n for r in measured for n in r["notes"] if n.startswith("FLAG")]
         for flag in flags:
             lines.append(f"\n**{flag}**")
-    lines += ["", "`*` the time cap stopped the repeats early.", ""]
+    lines += [
+        "",
+        "`*` the time cap stopped the repeats early; `!` other work used the CPUs meanwhile.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -4,10 +4,11 @@ Two sibling sub-commands, and one trained model instead of a suite::
 
     nervana-lstm bench run [--suite quick|deepbench|FILE.yaml] [--kinds lstm,gru] [--impls ...]
                            [--modes infer,train] [--dtypes fp32,bf16] [--threads 1,2]
-                           [--instances K] [--out DIR] [--no-probe]
+                           [--instances K] [--out DIR] [--no-probe] [--quiet-wait SECONDS]
     nervana-lstm bench compare A.json B.json [--threshold 5%]
     nervana-lstm bench --model RUN_DIR|CHECKPOINT [--out DIR] [--threads N] [--warmup N]
                        [--repeats N] [--time-cap S] [--seq-len T] [--batch N] [--ov-settings]
+                       [--quiet-wait SECONDS]
 
 ``--model`` times the checkpoint on torch (fused, bf16 autocast, IPEX) against
 its exported IR (f32, bf16, int8, stateful) on the same inputs
@@ -19,6 +20,11 @@ without a sub-command is the same as ``bench run [options]``. ``compare`` only
 reads two results files, so it runs on any CPU; it exits 1 when B is slower
 than A by more than the threshold on any row. A ``run`` option given to
 ``compare`` is refused (exit 2).
+
+Every run records how busy the machine was around each group of rows and marks
+rows measured under contention (:mod:`nervana_lstm.perf.quiet`);
+``--quiet-wait SECONDS`` first waits for a quiet machine, or exits 2 saying what
+was running.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ examples:
   nervana-lstm bench compare A/results.json B/results.json --threshold 5%
   nervana-lstm bench --model runs/charlm --out bench-charlm      # torch against the IR
   nervana-lstm bench --model runs/charlm --warmup 0 --repeats 1  # a quick check that it runs
+  nervana-lstm bench --quiet-wait 120     # wait up to 2 min for other work to stop first
 """
 
 #: the options of ``bench run`` and their defaults; also accepted before the sub-command
@@ -62,6 +69,7 @@ RUN_DEFAULTS: dict[str, object] = {
     "seq_len": None,
     "batch": None,
     "ov_settings": False,
+    "quiet_wait": None,
 }
 
 #: options that choose what a suite measures: a --model run measures one model instead
@@ -110,6 +118,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=argparse.SUPPRESS,
         help="skip the ONEDNN_VERBOSE rerun that proves which oneDNN primitives ran",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="before measuring, wait up to SECONDS for other work on this process's CPUs to "
+        "stop; exit 2 naming what still runs (default: do not wait; rows measured under "
+        "contention are marked either way)",
     )
     model = parser.add_argument_group(
         "one trained model (--model): torch fused/IPEX against its exported OpenVINO IR"
@@ -280,6 +296,29 @@ def _positive(value: str | None, flag: str, default: float, kind: type = int) ->
     return number
 
 
+def _quiet_wait(value: str | None) -> dict[str, Any] | None:
+    """``--quiet-wait SECONDS``: wait for a quiet machine (nothing when not given)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or not 0 <= seconds <= 86400:
+        raise UsageError(
+            f"--quiet-wait got {short_repr(value)}; expected seconds to wait, 0..86400"
+        )
+    from nervana_lstm.perf.quiet import CONTENDED_AT, wait_for_quiet
+
+    print(
+        f"bench: waiting up to {seconds:g} s for other work to drop under {CONTENDED_AT:g} CPU",
+        file=sys.stderr,
+    )
+    found = wait_for_quiet(seconds)
+    print(f"bench: quiet after {found['waited_s']:g} s", file=sys.stderr)
+    return found
+
+
 def _run_model(args: argparse.Namespace, given: list[str]) -> int:
     """``bench --model``: one trained model, torch against its IR; see perf.model_bench."""
     clash = [name for name in SUITE_ONLY if name in given]
@@ -315,7 +354,8 @@ def _run_model(args: argparse.Namespace, given: list[str]) -> int:
 
     resolve_checkpoint(args.model)  # a missing path is refused before anything is imported
     command = " ".join(["nervana-lstm", *sys.argv[1:]]) if sys.argv else None
-    results = run_model_bench(args.model, settings, command=command)
+    waited = _quiet_wait(args.quiet_wait)
+    results = run_model_bench(args.model, settings, command=command, quiet_wait=waited)
     paths = write_report(results, out)
     _print_counts(results, results["suite"]["name"])
     for ratio in results["model"]["ratios"]:
@@ -331,6 +371,11 @@ def _print_counts(results: dict[str, Any], name: str) -> None:
     for row in results["rows"]:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    load = results.get("load") or {}
+    if load.get("contended_rows"):
+        summary += f"; {len(load['contended_rows'])} measured under contention"
+    if load.get("noisy"):
+        summary += "; noisy (GEMM peaks before and after disagree)"
     print(f"bench {name}: {summary} in {results['wall_s']} s", file=sys.stderr)
 
 
@@ -383,7 +428,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out_dir(out)
     command = " ".join(["nervana-lstm", *sys.argv[1:]]) if sys.argv else None
-    results = run_suite(suite, sel, command=command)
+    waited = _quiet_wait(args.quiet_wait)
+    results = run_suite(suite, sel, command=command, quiet_wait=waited)
     paths = write_report(results, out)
     _print_counts(results, suite.name)
     for name, path in paths.items():

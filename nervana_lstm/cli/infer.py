@@ -84,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
         inputs = p.example_inputs(meta, args.example, args.seed)
 
     from nervana_lstm.export.runtime import load_exported
+    from nervana_lstm.thread_plan import openvino_threads
 
-    model = load_exported(args.model, args.precision)
+    model = load_exported(args.model, args.precision, threads=openvino_threads())
     if not args.stream:
         assert inputs is not None
         records = p.predict(model, inputs)

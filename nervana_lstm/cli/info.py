@@ -51,13 +51,40 @@ def format_info(info: dict[str, Any]) -> str:
     else:
         lines.append(f"OpenVINO  unavailable: {ov['reason']}")
     lines.append(f"NNCF      {info['nncf']['version'] or 'not installed'}")
-    env = {k: v for k, v in info["threads"]["env"].items() if v is not None}
+    threads = info["threads"]
+    env = {k: v for k, v in threads["env"].items() if v is not None}
     lines.append(
         f"threads   torch={torch_i.get('num_threads')} interop={torch_i.get('num_interop_threads')} "
-        f"allocator={info['threads']['allocator']}"
+        f"allocator={threads['allocator']} OpenMP={threads['openmp']}"
         + ("  " + " ".join(f"{k}={v}" for k, v in env.items()) if env else "")
     )
+    lines += _cpu_lines(threads)
     return "\n".join(lines)
+
+
+def _cpu_lines(threads: dict[str, Any]) -> list[str]:
+    """The CPUs granted and what a run starting now would use."""
+    cpus = threads["cpus"]
+    quota = cpus["quota"]
+    limit = (
+        f"cgroup CPU quota {quota['cpus']:g} ({quota['source']})"
+        if quota
+        else "no cgroup CPU quota"
+    )
+    lines = [
+        f"CPUs      {cpus['affinity']} in the affinity mask, {limit} -> "
+        f"{threads['default_threads']} threads by default"
+    ]
+    now = threads["run_now"]
+    if "error" in now:
+        lines.append(f"load      not looked at: {now['error']}")
+    else:
+        lines.append(
+            f"load      {now['seen']} -> a run starting now: {now['threads']} "
+            f"thread{'' if now['threads'] == 1 else 's'}, "
+            f"OpenMP wait policy {now['wait_policy'] or 'default'} ({now['decided']})"
+        )
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

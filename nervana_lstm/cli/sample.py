@@ -59,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
             f"{args.checkpoint} is a checkpoint, which samples in fp32"
         )
 
+    # threads and OpenMP's wait policy are chosen before torch starts (see thread_plan)
+    from nervana_lstm.thread_plan import apply_plan, plan_threads
+
+    plan = plan_threads(None, "threads")
+    apply_plan(plan)
+
     import torch
 
     from nervana_lstm.train.checkpoint import load_trained
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--prompt has characters the model never saw in training: {''.join(unknown)!r}"
         )
+    torch.set_num_threads(plan.threads)
     gen = torch.Generator().manual_seed(args.seed)
     text = generate(model, vocab, args.prompt, args.length, args.temperature, gen)
     sys.stdout.write(args.prompt + text + "\n")
@@ -90,9 +97,10 @@ def _run_exported(args: argparse.Namespace) -> int:
     from nervana_lstm.export.metadata import read_meta
     from nervana_lstm.export.runtime import load_exported
     from nervana_lstm.export.sampling import check_charlm, generate
+    from nervana_lstm.thread_plan import openvino_threads
 
     read_meta(args.checkpoint)  # a clear error for a directory that is not an export
-    model = load_exported(args.checkpoint, args.precision or "f32")
+    model = load_exported(args.checkpoint, args.precision or "f32", threads=openvino_threads())
     check_charlm(model)
     unknown = sorted({c for c in args.prompt if c not in set(model.meta.vocab or [])})
     if unknown:

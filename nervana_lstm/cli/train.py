@@ -67,6 +67,13 @@ def run(args: argparse.Namespace) -> int:
         stem = Path(args.config).stem
         out = Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
+    # threads and OpenMP's wait policy are decided, and written to the environment, before
+    # anything imports torch: OpenMP reads its environment once, when torch loads it
+    from nervana_lstm.thread_plan import apply_plan, local_processes, plan_threads
+
+    plan = plan_threads(cfg.train.threads, "train.threads", local_processes())
+    apply_plan(plan)
+
     from nervana_lstm.train.loop import run_training
 
     result = run_training(
@@ -76,5 +83,6 @@ def run(args: argparse.Namespace) -> int:
         stop_at=args.stop_at,
         progress=not args.no_progress,
         allow_pickle=args.allow_pickle,
+        threads=plan,
     )
     return result.exit_code

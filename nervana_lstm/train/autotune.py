@@ -8,7 +8,10 @@ Stock torch's backends are timed in this process. The IPEX backends are timed
 together in a child process (``python -m nervana_lstm.train.autotune REQUEST
 RESULT``): importing IPEX replaces CPU kernels for the whole process, so the
 process that may go on to train on stock torch never imports it. The child
-rebuilds the same task, batch and model from the resolved config.
+rebuilds the same task, batch and model from the resolved config, and runs with the
+parent's thread count and OpenMP environment (``OMP_WAIT_POLICY`` as the run's thread
+plan set it before torch started); it reports both back, and timings taken under
+other settings are refused.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from nervana_lstm.models import SequenceModel, build_model
 from nervana_lstm.train import accel
 from nervana_lstm.train.schedule import make_optimizer
 
-__all__ = ["build_for", "measure_backend", "measure_backends", "train_step"]
+__all__ = ["build_for", "measure_backend", "measure_backends", "settings_differ", "train_step"]
 
 #: A child that measures the IPEX backends gets this long before it is given up on.
 CHILD_TIMEOUT_S = 900.0
@@ -137,6 +140,7 @@ def measure_backends(
             "give_up_after": give_up_after,
             "precision": precision,
             "threads": threads,
+            "wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "rank": rank,
             "world_size": world_size,
             "warmup": warmup,
@@ -168,7 +172,24 @@ def _measure_in_child(request: dict[str, object]) -> dict[TrainBackend, float | 
             last = lines[-1] if lines else "no output"
             return dict.fromkeys(names, f"the measuring process exited {proc.returncode}: {last}")
         result = json.loads(res.read_text())
+    differs = settings_differ(request, result.get(SETTINGS_KEY, {}))
+    if differs:
+        return dict.fromkeys(names, f"the measuring process ran with {differs}")
     return {name: result.get(name, "not measured") for name in names}
+
+
+#: the key of the child's result that says which settings it ran with
+SETTINGS_KEY = "_settings"
+
+
+def settings_differ(request: dict[str, object], ran: dict[str, object]) -> str | None:
+    """What differs between the settings asked for and those the child ran with, or None."""
+    wrong = [
+        f"{name}={ran.get(name)!r}, not {request.get(name)!r}"
+        for name in ("threads", "wait_policy")
+        if ran.get(name) != request.get(name)
+    ]
+    return "; ".join(wrong) or None
 
 
 def _child_main(request_path: str, result_path: str) -> None:
@@ -187,7 +208,8 @@ def _child_main(request_path: str, result_path: str) -> None:
             )  # fmt: skip
         except (BackendUnavailable, UsageError, RuntimeError) as exc:
             result[name] = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-    Path(result_path).write_text(json.dumps(result))
+    ran = {"threads": torch.get_num_threads(), "wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    Path(result_path).write_text(json.dumps({**result, SETTINGS_KEY: ran}))
 
 
 if __name__ == "__main__":

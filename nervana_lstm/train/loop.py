@@ -32,7 +32,7 @@ from nervana_lstm.choices import PRECISIONS, TRAIN_BACKENDS, Precision
 from nervana_lstm.config import RunConfig, resolve_config
 from nervana_lstm.data import Batch, Task, TaskSpec, make_task
 from nervana_lstm.errors import UsageError
-from nervana_lstm.resources import resolve_threads
+from nervana_lstm.thread_plan import ThreadPlan, plan_threads, recheck
 from nervana_lstm.train import accel, checkpoint, report
 from nervana_lstm.train.autotune import build_for, measure_backends
 from nervana_lstm.train.budget import check_training_memory
@@ -76,11 +76,15 @@ def run_training(
     console: Console | None = None,
     progress: bool = True,
     allow_pickle: bool = False,
+    threads: ThreadPlan | None = None,
 ) -> RunResult:
     """Train ``cfg`` into ``out_dir``; see the module docstring for the order of things.
 
     ``allow_pickle`` lets a ``files`` task unpickle a ragged NPZ (a file you trust);
-    it is a permission of this call, never written to the run's config.
+    it is a permission of this call, never written to the run's config. ``threads``
+    is the plan the CLI made before importing torch
+    (:func:`~nervana_lstm.thread_plan.plan_threads`); without it the run plans here,
+    where torch is running already and only the thread count can still change.
     """
     ctx = init_distributed()
     paths = RunPaths(out_dir)
@@ -89,7 +93,7 @@ def run_training(
     try:
         # soft_wrap: a log line piped to a file stays one line
         console = console or Console(soft_wrap=True)
-        return _train(cfg, paths, resume, stop_at, console, progress, ctx, allow_pickle)
+        return _train(cfg, paths, resume, stop_at, console, progress, ctx, allow_pickle, threads)
     except BaseException:
         if ctx.is_main and fresh:  # a new run that failed leaves no half-made run dir
             report.remove_unfinished(paths, keep_dir=existed)
@@ -107,15 +111,15 @@ def _train(
     show_progress: bool,
     ctx: DistContext,
     allow_pickle: bool = False,
+    plan: ThreadPlan | None = None,
 ) -> RunResult:
     say = console.print if ctx.is_main else _quiet
 
     # 1. set up ------------------------------------------------------------------------
     report.check_run_dir(paths, resuming=resume)  # before any work: a taken --out is refused
-    threads, threads_from = resolve_threads(
-        cfg.train.threads, "train.threads", ctx.local_world_size
-    )
-    torch.set_num_threads(threads)
+    if plan is None:
+        plan = plan_threads(cfg.train.threads, "train.threads", ctx.local_world_size)
+    torch.set_num_threads(plan.threads)
     _check_batch_split(cfg, ctx)
     memory = {"world_size": ctx.world_size, "local_processes": ctx.local_world_size}
     check_training_memory(cfg, **memory)  # before any data or weights exist
@@ -130,6 +134,10 @@ def _train(
     resumed = checkpoint.restore(paths.last, cfg, vocab, say) if resume else None
 
     # 3. precision and backend ---------------------------------------------------------
+    if cfg.train.accel == "auto" and not resumed:  # auto times backends: look at the CPUs again
+        plan = recheck(plan)
+        torch.set_num_threads(plan.threads)
+    threads = plan.threads
     precision, choice = _choose_precision_and_backend(cfg, task, ctx, resumed, threads)
     prec = precision.precision
 
@@ -142,11 +150,16 @@ def _train(
     torch.manual_seed(process_seed(tc.seed, ctx.rank))
     progress = resumed.progress(cfg, ctx, spec.stateful, say) if resumed else Progress()
     save = _Saver(cfg, ctx, choice.backend, prec, net, optimizer, vocab)
-    report.print_setup(say, choice, precision, cfg, threads, ctx, threads_from)
+    report.print_setup(say, choice, precision, cfg, threads, ctx, plan.threads_from)
+    for line in plan.lines():
+        say(line)
     if ctx.is_main:
         # Written only now that the run is set up: a refused config, model or checkpoint
         # leaves no run dir behind and never replaces the config of a run being resumed.
-        report.write_run_files(paths, cfg, choice, precision, threads, ctx)
+        report.write_run_files(
+            paths, cfg, choice, precision, threads, ctx,
+            thread_plan={**plan.as_dict(), "torch_num_threads": torch.get_num_threads()},
+        )  # fmt: skip
 
     # 5. the steps ---------------------------------------------------------------------
     metrics = MetricsLog(paths.metrics, progress.step if resumed else None) if ctx.is_main else None

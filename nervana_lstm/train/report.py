@@ -4,7 +4,8 @@
 A run directory holds::
 
     config.yaml           the resolved config (rebuilds the run by itself)
-    run.json              backend, why it was chosen, precision, threads, processes
+    run.json              backend, why it was chosen, precision, threads (the CPUs granted,
+                          the load seen, the wait policy and why), processes
     metrics.jsonl         one record per log line and per evaluation
     loss.png              training and evaluation loss against step
     checkpoints/last.pt   the latest state (``--resume`` continues from it)
@@ -218,8 +219,13 @@ def write_run_files(
     precision: accel.PrecisionChoice,
     threads: int,
     ctx: DistContext,
+    thread_plan: dict[str, Any] | None = None,
 ) -> None:
-    """Create the run directory and write ``config.yaml`` and ``run.json``; rank 0 calls this."""
+    """Create the run directory and write ``config.yaml`` and ``run.json``; rank 0 calls this.
+
+    ``thread_plan`` (:meth:`nervana_lstm.thread_plan.ThreadPlan.as_dict`) is kept under
+    ``threads``: the CPUs granted, the load seen and what was decided.
+    """
     out = paths.out
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -235,6 +241,7 @@ def write_run_files(
         "precision": precision.precision,
         "precision_reason": precision.reason,
         "threads_per_process": threads,
+        "threads": thread_plan,
         "processes": ctx.world_size,
         "comm_backend": ctx.backend,
         "torch": torch.__version__,
