@@ -25,6 +25,9 @@ Modules, one job each:
 * :mod:`~nervana_lstm.perf.model_report` the ratios against their targets, the report section
 * :mod:`~nervana_lstm.perf.ir_timing` how an IR is compiled and called for timing
 * :mod:`~nervana_lstm.perf.train_overhead` training-loop overhead and the ``accel: auto`` choice
+* :mod:`~nervana_lstm.perf.train_vs_plain` ``train`` against a plain PyTorch loop
+* :mod:`~nervana_lstm.perf.train_profile` where one training step spends its time, per backend
+* :mod:`~nervana_lstm.perf.run_config` the shipped config these three start from
 * :mod:`~nervana_lstm.perf.quiet`    how busy the machine was around each group of rows,
   noisy GEMM peaks, ``--quiet-wait``
 * :mod:`~nervana_lstm.perf.contention` training and an LSTM call quiet and beside busy
@@ -53,11 +56,14 @@ __all__ = [
     "quiet",
     "report",
     "results",
+    "run_config",
     "runner",
     "spec",
     "suites",
     "torch_impls",
     "train_overhead",
+    "train_profile",
+    "train_vs_plain",
     "verbose",
     "verbose_probe",
 ]

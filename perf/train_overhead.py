@@ -36,9 +36,10 @@ import statistics
 import sys
 import tempfile
 import time
-from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
+
+from nervana_lstm.perf.run_config import load_run_config, shipped_config
 
 #: (label, config overrides) for the auto-choice table; chosen so that different
 #: backends win on this kind of CPU (see the README's train section for results).
@@ -60,17 +61,6 @@ AUTO_SHAPES: list[tuple[str, list[str]]] = [
                                   "model.forget_bias=null", "train.batch_size=16",
                                   "task.options.seq_len=16", "train.precision=fp32"]),
 ]  # fmt: skip
-
-
-def _config(path: Path, overrides: list[str]) -> Any:
-    """The resolved config, with ``train.precision: auto`` resolved for this CPU."""
-    from nervana_lstm.config import load_config
-    from nervana_lstm.train.accel import choose_precision
-    from nervana_lstm.train.loop import resolve_config
-
-    cfg = resolve_config(load_config(path, overrides))
-    precision = choose_precision(cfg.train.precision).precision
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": precision})})
 
 
 def _tokens(batch: Any) -> int:
@@ -125,7 +115,7 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     overrides = ["train.accel=onednn", *args.set]
     if args.threads:
         overrides.append(f"train.threads={args.threads}")
-    cfg = _config(args.config, overrides)
+    cfg = load_run_config(args.config, overrides, resolve_precision=True)
     torch.set_num_threads(args.threads or torch.get_num_threads())
     steps = (args.steps // args.warmup) * args.warmup
     rounds = []
@@ -164,7 +154,7 @@ def auto_choice(args: argparse.Namespace) -> list[dict[str, Any]]:
     pool = available_backends()
     print(f"backends available: {', '.join(pool)}; threads {threads}")
     for label, shape in AUTO_SHAPES:
-        cfg = _config(args.config, [*shape, *args.set])
+        cfg = load_run_config(args.config, [*shape, *args.set], resolve_precision=True)
         task = make_task(cfg.task.name, **cfg.task.options)
         batch = task.train_batch(0, cfg.train.batch_size)
         prec = cfg.train.precision
@@ -216,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"machine": collect_info()}
     with contextlib.ExitStack() as stack:
         if args.config is None:
-            shipped = files("nervana_lstm.configs").joinpath("charlm.yaml")
-            args.config = stack.enter_context(as_file(shipped))
+            args.config = shipped_config(stack)
         if args.part in ("all", "overhead"):
             result["overhead"] = overhead(args)
         if args.part in ("all", "auto"):

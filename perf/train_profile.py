@@ -32,9 +32,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
+
+from nervana_lstm.perf.run_config import load_run_config, shipped_config
 
 __all__ = ["is_recurrence", "main", "profile_step"]
 
@@ -136,12 +137,6 @@ def _onednn_summary(text: str) -> dict[str, float]:
     return dict(sorted(by_kind.items(), key=lambda kv: -kv[1]))
 
 
-def _config(path: Path, overrides: list[str]) -> Any:
-    from nervana_lstm.config import load_config, resolve_config
-
-    return resolve_config(load_config(path, overrides))
-
-
 def _child(args: argparse.Namespace, backend: str, precision: str, verbose: bool) -> Any:
     with tempfile.TemporaryDirectory(prefix="nervana-lstm-profile-") as tmp:
         out = Path(tmp) / "profile.json"
@@ -179,9 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
         if args.config is None:
-            shipped = files("nervana_lstm.configs").joinpath("charlm.yaml")
-            args.config = stack.enter_context(as_file(shipped))
-        cfg = _config(args.config, args.set)
+            args.config = shipped_config(stack)
+        cfg = load_run_config(args.config, args.set)
         if args.worker:
             backend, precision = args.worker.split(":")
             if args.verbose_worker:

@@ -37,12 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from nervana_lstm.perf.run_config import load_run_config, shipped_config
 
 __all__ = ["PlainCharLM", "main", "plain_run"]
 
@@ -73,12 +74,6 @@ class PlainCharLM(nn.Module):
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         out, state = self.lstm(self.embed(x), state)
         return self.head(out), state
-
-
-def _config(path: Path, overrides: list[str]) -> Any:
-    from nervana_lstm.config import load_config, resolve_config
-
-    return resolve_config(load_config(path, overrides))
 
 
 def plain_run(cfg: Any, precision: str, steps: int, log_every: int) -> dict[str, Any]:
@@ -239,9 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
         if args.config is None:
-            shipped = files("nervana_lstm.configs").joinpath("charlm.yaml")
-            args.config = stack.enter_context(as_file(shipped))
-        cfg = _config(args.config, args.set)
+            args.config = shipped_config(stack)
+        cfg = load_run_config(args.config, args.set)
         if cfg.task.name != "charlm" or cfg.model.kind != "lstm" or cfg.model.num_layers != 1:
             raise SystemExit("the plain loop is a one-layer LSTM character model: use charlm")
         if args.worker:

@@ -89,3 +89,16 @@ def run_cli(
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def train_quietly(data: dict, out: Path, **kw: object) -> object:
+    """``run_training`` of a config dict into ``out`` with its output swallowed."""
+    import io
+
+    from rich.console import Console
+
+    from nervana_lstm.config import config_from_dict
+    from nervana_lstm.train.loop import run_training
+
+    console = Console(file=io.StringIO())
+    return run_training(config_from_dict(data), out, console=console, progress=False, **kw)

@@ -27,12 +27,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from rich.console import Console
+from conftest import train_quietly
 
-from nervana_lstm.config import config_from_dict
 from nervana_lstm.errors import UsageError
 from nervana_lstm.train.checkpoint import FORMAT, load_checkpoint, save_checkpoint
-from nervana_lstm.train.loop import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT = 7 * 2**30  # address space for a CLI child: torch needs ~5 GiB of it to import
@@ -55,8 +53,7 @@ def _cfg(name: str = "adding", **train: object) -> dict:
 
 
 def _train(data: dict, out: Path, **kw: Any) -> None:
-    console = Console(file=io.StringIO())
-    run_training(config_from_dict(data), out, console=console, progress=False, **kw)
+    train_quietly(data, out, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ failures (a full disk, a read-only folder, a directory where a file goes), and
 from __future__ import annotations
 
 import errno
-import io
 import os
 import shutil
 import subprocess
@@ -17,13 +16,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from rich.console import Console
+from conftest import train_quietly
 
 from nervana_lstm.config import config_from_dict
 from nervana_lstm.errors import UsageError
 from nervana_lstm.train import checkpoint as checkpoint_module
 from nervana_lstm.train.checkpoint import load_checkpoint
-from nervana_lstm.train.loop import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,8 +45,7 @@ def _cfg(**train: object) -> dict:
 
 
 def _train(data: dict, out: Path, **kw: Any) -> None:
-    console = Console(file=io.StringIO())
-    run_training(config_from_dict(data), out, console=console, progress=False, **kw)
+    train_quietly(data, out, **kw)
 
 
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

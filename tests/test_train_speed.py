@@ -230,7 +230,8 @@ def test_ipex_variants_differ_in_what_they_change(ipex) -> None:
 def test_the_plain_baseline_trains_the_same_model_as_train() -> None:
     from nervana_lstm.data import make_task
     from nervana_lstm.models import build_model
-    from nervana_lstm.perf.train_vs_plain import PlainCharLM, _config
+    from nervana_lstm.perf.run_config import load_run_config as _config
+    from nervana_lstm.perf.train_vs_plain import PlainCharLM
 
     cfg = _config(REPO / "configs" / "charlm.yaml", [])
     task = make_task(cfg.task.name, **cfg.task.options)
@@ -247,7 +248,8 @@ def test_the_plain_baseline_trains_the_same_model_as_train() -> None:
 
 
 def test_the_plain_baseline_learns_on_the_same_data() -> None:
-    from nervana_lstm.perf.train_vs_plain import _config, plain_run
+    from nervana_lstm.perf.run_config import load_run_config as _config
+    from nervana_lstm.perf.train_vs_plain import plain_run
 
     cfg = _config(
         REPO / "configs" / "charlm.yaml",
