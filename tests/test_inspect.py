@@ -11,6 +11,7 @@ import torch
 from rich.console import Console
 
 from nervana_lstm.config import config_from_dict
+from nervana_lstm.data import make_task
 from nervana_lstm.lesson.inspect import example_sequence, inspect_model
 from nervana_lstm.lesson.trace import gate_names, trace_model
 from nervana_lstm.train.checkpoint import load_trained
@@ -105,12 +106,17 @@ def test_gates_lie_in_their_ranges(runs: dict[str, Path], name: str) -> None:
         assert "d" not in trace.layer(0).gates and "d" in trace.layer(2).gates
 
 
-def test_units_are_those_the_head_reads_most(runs: dict[str, Path]) -> None:
+def test_units_are_those_whose_share_of_the_prediction_varies_most(
+    runs: dict[str, Path],
+) -> None:
     ins = inspect_model(runs["adding-lstm"], example=2, units=3)
-    lt = ins.trace.layer(0)
-    w = load_trained(ins.checkpoint).model.head.weight.detach()[0]  # (H,)
-    share = (lt.h[-1] * w).abs()
-    assert ins.units == torch.argsort(share, descending=True)[:3].tolist()
+    fused = load_trained(ins.checkpoint).model
+    batch = next(make_task("adding", T=12, eval_size=16).eval_batches(256))  # the held-out set
+    with torch.no_grad():
+        out, _ = fused.rnn(batch.x)  # (T, N, H)
+    share = out[-1] * fused.head.weight.detach()[0].abs()  # (N, H)
+    assert ins.units == torch.argsort(share.std(0), descending=True)[:3].tolist()
+    assert "over 16 held-out sequences" in ins.unit_rule
     assert ins.fused_state_diff < 1e-5
     # a lower layer, which the head does not read: the units whose cell moves most
     deep = inspect_model(runs["adding-dglstm3"], layer=0, units=2)
@@ -147,7 +153,7 @@ def test_cli_writes_the_plot_and_the_traced_values(cli, runs: dict[str, Path], t
     c = torch.tensor(layer["c"])
     assert c[-1].tolist() == pytest.approx(doc["final_state"]["c"][0], abs=1e-6)
     assert doc["fused_final_state_max_abs_diff"] < 1e-5
-    assert len(doc["shown"]["units"]) == 4 and "W_head" in doc["shown"]["rule"]
+    assert len(doc["shown"]["units"]) == 4 and "held-out" in doc["shown"]["rule"]
     assert "max |difference|" in done.stdout and str(png) in done.stdout
 
 

@@ -9,7 +9,8 @@
    charlm, a line of digits 0-9 (the token ids) for copy;
 3. :func:`~nervana_lstm.lesson.trace.trace_model` records every gate; the final
    state of the trace is checked against the fused model's;
-4. the units shown are those the prediction rests on (:func:`choose_units`).
+4. the units shown are those whose share of the prediction changes most with the
+   input, over held-out sequences (:func:`choose_units`).
 
 :func:`inspection_document` is the ``--json`` document.
 """
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from nervana_lstm.config import RunConfig
+from nervana_lstm.data.base import Batch
 from nervana_lstm.errors import UsageError
 from nervana_lstm.lesson.trace import GATE_NAMES, GateTrace, trace_model
 from nervana_lstm.train.checkpoint import Trained, load_trained
@@ -32,14 +35,17 @@ __all__ = [
     "choose_units",
     "example_sequence",
     "file_sequence",
+    "held_out_batch",
     "inspect_model",
     "inspection_document",
 ]
 
 #: how the units are chosen, in words (for the plot and the JSON)
 UNIT_RULE_HEAD = (
-    "largest |h_t[j]| * ||W_head[:, j]||: the units the head's prediction rests on ({when})"
+    "largest spread (std) of the unit's share of the prediction, h[j]*||W_head[:, j]||,"
 )
+#: held-out sequences the units are chosen on
+UNIT_SEQUENCES = 256
 UNIT_RULE_RANGE = "largest range of the unit's state over the sequence (max - min)"
 
 
@@ -159,26 +165,62 @@ def _as_text(trained: Trained, x: torch.Tensor) -> str | None:
 # ----------------------------------------------------------------------- units
 
 
+def held_out_batch(trained: Trained, size: int = UNIT_SEQUENCES) -> Batch | None:
+    """Up to ``size`` held-out sequences of the model's task (None if its data is gone)."""
+    from nervana_lstm.data import make_task
+
+    cfg = trained.config
+    try:
+        task = make_task(cfg.task.name, **cfg.task.options)
+        return next(iter(task.eval_batches(size)))
+    except (UsageError, OSError, StopIteration):  # a files task whose file has moved
+        return None
+
+
+def _head_shares(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """``h[j] * ||W_head[:, j]||`` of the last layer's forward units where the head reads
+    them: (N, H) at each sequence's last step, or (T*N, H) for per-step targets."""
+    xb = batch.x
+    with torch.no_grad():
+        inputs = model.embed(xb) if model.embed is not None else xb
+        out, _ = model.rnn(inputs, None, batch.lengths)  # (T, N, D*H)
+    hidden = model.hidden_size
+    w = model.head.weight.detach()[:, :hidden].norm(dim=0)  # (H,)
+    if model.per_step:
+        return out[..., :hidden].flatten(0, 1) * w
+    if batch.lengths is None:
+        last = out[-1]
+    else:
+        last = out[batch.lengths.long() - 1, torch.arange(out.shape[1])]
+    return last[:, :hidden] * w
+
+
 def choose_units(
-    trace: GateTrace, trained: Trained, layer: int, count: int
+    trace: GateTrace, fused: Trained, layer: int, count: int, batch: Batch | None
 ) -> tuple[list[int], str]:
     """The ``count`` units of ``layer`` (forward direction) most worth showing, and the rule.
 
-    In the last layer, which the head reads, a unit ``j`` scores
-    ``|h_t[j]| * ||W_head[:, j]||`` at the last step (a sequence target) or
-    averaged over the steps (per-step targets): its share of the prediction.
-    In a lower layer it scores the range of its state (``c``, else ``h``) over
-    the sequence.
+    In the last layer, which the head reads, unit ``j`` scores the spread (standard
+    deviation) of its share of the prediction, ``h[j] * ||W_head[:, j]||``, over the
+    held-out sequences in ``batch`` (at each one's last step, or over all steps for
+    per-step targets): a unit that holds a constant adds a bias, one whose share
+    changes with the input carries what the model remembers. Without a batch the
+    spread is taken over the steps of the traced sequence. In a lower layer a unit
+    scores the range of its state (``c``, else ``h``) over the traced sequence.
     """
     lt = trace.layer(layer)
-    hidden = lt.h.shape[1]
-    count = max(1, min(count, hidden))
+    count = max(1, min(count, lt.h.shape[1]))
     if layer == len({t.layer for t in trace.layers}) - 1:
-        w = trained.model.head.weight.detach()[:, :hidden]  # (O, H): the forward half
-        per_step = trained.spec.target == "classify_steps"
-        h = lt.h.abs().mean(0) if per_step else lt.h[-1].abs()  # (H,)
-        score = h * w.norm(dim=0)
-        rule = UNIT_RULE_HEAD.format(when="averaged over the steps" if per_step else "last step")
+        model = fused.model
+        if batch is not None:
+            score = _head_shares(model, batch).std(0)
+            n = int(batch.x.shape[1])
+            where = "each one's last step" if not model.per_step else "every step"
+            rule = f"{UNIT_RULE_HEAD} over {n} held-out sequences, at {where}"
+        else:
+            w = model.head.weight.detach()[:, : lt.h.shape[1]].norm(dim=0)
+            score = (lt.h * w).std(0)
+            rule = f"{UNIT_RULE_HEAD} over the steps of this sequence"
     else:
         state = lt.c if lt.c is not None else lt.h
         score = state.max(0).values - state.min(0).values
@@ -224,13 +266,13 @@ def inspect_model(
         x, target, about = example_sequence(reference, example)
     trace = trace_model(reference.model, x)
 
-    fused = load_trained(checkpoint, "fused").model
+    fused = load_trained(checkpoint, "fused")
     with torch.no_grad():
-        _, fused_state = fused(x.unsqueeze(1))
+        _, fused_state = fused.model(x.unsqueeze(1))
     fused_state = (
         tuple(s[:, 0] for s in fused_state) if isinstance(fused_state, tuple) else fused_state[:, 0]
     )
-    chosen, rule = choose_units(trace, reference, shown, units)
+    chosen, rule = choose_units(trace, fused, shown, units, held_out_batch(fused))
     return Inspection(
         checkpoint=checkpoint, config=cfg, step=reference.step, x=x,
         input_text=_as_text(reference, x), about=about, target=target,
