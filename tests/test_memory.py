@@ -203,3 +203,37 @@ def test_a_second_sweep_into_the_same_out_needs_resume_which_reuses_finished_cel
     done = cli("memory", "--task", "adding", "--resume")
     assert done.returncode == 2 and "--resume needs --out" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_signal_stops_the_sweep_and_resume_finishes_it(monkeypatch, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from nervana_lstm.lesson.memory import SweepInterrupted
+    from nervana_lstm.train import loop
+
+    real = loop.run_training
+    calls = []
+
+    def interrupted_second_cell(cfg, out, **kw):
+        calls.append(out)
+        if len(calls) == 1:
+            return real(cfg, out, **kw)
+        result = real(cfg, out, stop_at=1, **kw)  # saves at step 1, as SIGINT would
+        return replace(result, exit_code=130, stopped_because="SIGINT")
+
+    plan = MemoryPlan(
+        task="adding", kinds=("rnn",), lengths=(4, 6), hidden_size=4, steps=3,
+        overrides=(*TINY, "task.options.eval_size=8"),
+    )  # fmt: skip
+    monkeypatch.setattr(loop, "run_training", interrupted_second_cell)
+    with pytest.raises(SweepInterrupted, match="continue the sweep with --resume") as stop:
+        _sweep(plan, tmp_path)
+    assert stop.value.exit_code == 130
+    assert (tmp_path / "runs" / "rnn-T4" / CELL_FILE).is_file()
+    assert not (tmp_path / "runs" / "rnn-T6" / CELL_FILE).exists()
+    first = json.loads((tmp_path / "runs" / "rnn-T4" / CELL_FILE).read_text())
+
+    monkeypatch.setattr(loop, "run_training", real)
+    doc = _sweep(plan, tmp_path, resume=True)
+    assert doc["records"][0] == first
+    assert doc["records"][1]["steps"] == 3 and doc["records"][1]["stopped_because"] == "completed"

@@ -13,6 +13,7 @@ directory per cell under ``DIR/runs``; ``DIR`` then holds ``memory.json``,
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -99,11 +100,17 @@ def run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from nervana_lstm.lesson.memory import run_memory
+    from nervana_lstm.lesson.memory import SweepInterrupted, run_memory
     from nervana_lstm.lesson.memory_report import format_markdown, write_reports
 
     console = Console(soft_wrap=True)
-    doc = run_memory(plan, out, resume=args.resume, console=console, progress=not args.no_progress)
+    try:
+        doc = run_memory(
+            plan, out, resume=args.resume, console=console, progress=not args.no_progress
+        )
+    except SweepInterrupted as stop:
+        print(f"nervana-lstm memory: {stop}", file=sys.stderr)
+        return stop.exit_code
     paths = write_reports(doc, out)
     print()
     print(format_markdown(doc))

@@ -20,8 +20,10 @@ the held-out text (a model that remembers nothing). charlm has no lag: its
 cells are the kinds alone, at equal parameter budget by default.
 
 A finished cell leaves ``memory-cell.json`` (its record) in its run directory;
-``resume=True`` reuses those and continues unfinished cells from their last
-checkpoint. :mod:`~nervana_lstm.lesson.memory_report` writes ``memory.json``,
+a cell stopped by a signal stops the sweep (:class:`SweepInterrupted`), and
+``resume=True`` reuses the finished cells and continues the others from their
+last checkpoint. A cell whose loss turns non-finite is a finished cell: that
+kind diverged, which its record says. :mod:`~nervana_lstm.lesson.memory_report` writes ``memory.json``,
 ``memory.md`` and ``memory.png`` from the records.
 """
 
@@ -58,6 +60,7 @@ __all__ = [
     "SWEEP_DEFAULTS",
     "Cell",
     "MemoryPlan",
+    "SweepInterrupted",
     "plan_cells",
     "run_memory",
     "task_baseline",
@@ -84,6 +87,14 @@ CELL_KEYS: dict[str, str] = {
 CELL_FILE = "memory-cell.json"
 #: the kind whose hidden size sets the parameter budget
 BUDGET_KIND = "lstm"
+
+
+class SweepInterrupted(Exception):
+    """A cell stopped on a signal: the sweep stops there, to be continued with ``resume``."""
+
+    def __init__(self, exit_code: int, why: str, run_dir: Path) -> None:
+        super().__init__(f"{why} during {run_dir}; continue the sweep with --resume")
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -316,7 +327,7 @@ def run_memory(
     :func:`~nervana_lstm.lesson.memory_report.write_reports`.
     """
     from nervana_lstm.data import make_task
-    from nervana_lstm.train.loop import run_training
+    from nervana_lstm.train.loop import EXIT_NONFINITE, EXIT_OK, run_training
 
     console = console or Console(soft_wrap=True)
     cells = plan_cells(plan)
@@ -350,6 +361,8 @@ def run_memory(
             progress=progress,
         )
         wall = time.perf_counter() - start
+        if result.exit_code not in (EXIT_OK, EXIT_NONFINITE):  # a signal: stop the sweep here
+            raise SweepInterrupted(result.exit_code, result.stopped_because, run_dir)
         record = _record(cell, run_dir, out, baselines[cell.length], result, wall)
         write_text_atomic(done, json.dumps(record, indent=2) + "\n")
         records.append(record)
