@@ -40,7 +40,7 @@ from typing import Any, Literal
 from rich.console import Console
 
 from nervana_lstm.atomic import write_text_atomic
-from nervana_lstm.choices import KINDS
+from nervana_lstm.choices import KINDS, has_cell_state
 from nervana_lstm.config import (
     RunConfig,
     apply_overrides,
@@ -181,7 +181,7 @@ def _cell_config(
     data.setdefault("train", {})["steps"] = steps
     if length is not None:
         data["task"].setdefault("options", {})["T"] = length
-    if kind in ("rnn", "gru"):  # no forget gate: a shipped forget_bias does not apply
+    if not has_cell_state(kind):  # rnn, gru: no forget gate, a shipped forget_bias does not apply
         data["model"]["forget_bias"] = None
     return config_from_dict(data, f"memory sweep cell {kind}")
 
