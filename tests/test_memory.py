@@ -164,6 +164,20 @@ def test_params_budget_matches_every_kind_within_two_percent(task: str) -> None:
         assert c.params == sum(p.numel() for p in built.parameters())
 
 
+def test_adding_cells_get_the_sweep_settings_and_the_users_set_wins() -> None:
+    (cell,) = plan_cells(MemoryPlan(task="adding", kinds=("gru",), lengths=(30,)))
+    cfg = cell.config
+    assert (cfg.optim.lr, cfg.optim.schedule, cfg.optim.min_lr_ratio) == (1e-2, "cosine", 0.1)
+    assert cfg.train.steps == 3000 and cfg.train.accel == "onednn"
+    assert cfg.train.precision == "fp32" and cfg.model.forget_bias is None  # a GRU has none
+    assert cfg.task.options["T"] == 30 and cfg.model.hidden_size == 128  # configs/adding.yaml
+    plan = MemoryPlan(task="adding", kinds=("lstm",), lengths=(30,), steps=7,
+                      overrides=("optim.lr=5e-3", "train.precision=bf16"))  # fmt: skip
+    (cell,) = plan_cells(plan)
+    assert cell.config.optim.lr == 5e-3 and cell.config.train.precision == "bf16"
+    assert cell.config.train.steps == 7 and cell.config.model.forget_bias == 1.0
+
+
 def test_params_budget_refuses_a_size_too_small_to_match() -> None:
     spec = make_task("adding").spec
     with pytest.raises(UsageError, match="within 2%"):

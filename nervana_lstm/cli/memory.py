@@ -53,7 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="hidden size (with --budget params, the LSTM's); default: the shipped config's",
     )
     parser.add_argument(
-        "--steps", type=int, metavar="N", help="training steps per cell (default: the config's)"
+        "--steps",
+        type=int,
+        metavar="N",
+        help="training steps per cell (default: adding 3000, else the shipped config's)",
     )
     parser.add_argument(
         "--set",
