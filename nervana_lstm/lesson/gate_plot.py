@@ -6,7 +6,8 @@ One panel per row, sharing the time axis::
     gates        LSTM: forget, input, output (DG-LSTM above layer 0: and depth);
                  GRU: update, reset. Each in [0, 1]
     candidate    LSTM g_t, GRU n_t, in [-1, 1]
-    state        LSTM / DG-LSTM: the cell c_t; GRU and RNN: h_t
+    state        LSTM / DG-LSTM: the cell c_t, each unit divided by its largest |c_t|
+                 (cells differ in size by orders); GRU and RNN: h_t
 
 Each shown unit keeps its colour in every panel; the marked steps (adding's
 markers, copy's delimiter) are drawn across all panels, so a unit that stores
@@ -85,8 +86,18 @@ def plot_gates(ins: Inspection, path: Path) -> None:
     for ax, (symbol, title) in zip(axes[1:], rows, strict=True):
         values = lt.gates.get(symbol) if symbol not in ("c", "h") else getattr(lt, symbol)
         assert values is not None
+        scaled = symbol == "c"  # cells differ in size by orders: each drawn to its own scale
         for n, j in enumerate(ins.units):
-            ax.plot(values[:, j].tolist(), lw=1.3, color=f"C{n}", label=f"unit {j}")
+            v = values[:, j]
+            label = f"unit {j}"
+            if scaled:
+                top = float(v.abs().max()) or 1.0
+                v, label = v / top, f"unit {j}: / {top:.3g}"
+            ax.plot(v.tolist(), lw=1.3, color=f"C{n}", label=label)
+        if scaled:
+            ax.set_ylim(-1.1, 1.1)
+            ax.legend(fontsize=7, ncol=len(ins.units), loc="best", framealpha=0.8)
+            title = f"{title}, each unit divided by its largest |c_t|"
         if symbol in _ORDER:
             ax.set_ylim(-0.05, 1.05)
         elif symbol in ("g", "n"):
