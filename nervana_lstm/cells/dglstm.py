@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nervana_lstm.cells.base import STEPS, Cells, ReferenceStack
-from nervana_lstm.cells.lstm import lstm_cell
+from nervana_lstm.cells.lstm import lstm_cell, lstm_gates
 from nervana_lstm.errors import UsageError
 
-__all__ = ["DGLSTMReference", "depth_weights", "dglstm_cell", "dglstm_step"]
+__all__ = ["DGLSTMReference", "depth_weights", "dglstm_cell", "dglstm_gates", "dglstm_step"]
 
 
 def _check_lower(c_lower: torch.Tensor, c: torch.Tensor) -> None:
@@ -23,6 +23,33 @@ def _check_lower(c_lower: torch.Tensor, c: torch.Tensor) -> None:
             "dglstm needs the lower layer's cell to match this layer's: expected c_lower of "
             f"shape {tuple(c.shape)} (N, H), got {tuple(c_lower.shape)}"
         )
+
+
+def dglstm_gates(
+    gx: torch.Tensor | Sequence[torch.Tensor],
+    gd: torch.Tensor,
+    state: tuple[torch.Tensor, torch.Tensor],
+    c_lower: torch.Tensor,
+    weight_hh: torch.Tensor,
+    bias_hh: torch.Tensor | None,
+    weight_cd: torch.Tensor,
+    weight_ld: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The gates of one DG-LSTM step, as :func:`dglstm_step` computes them.
+
+    Returns ``(i_t, f_t, g_t, o_t, d_t)``, each (N, H): the LSTM gates of
+    :func:`~nervana_lstm.cells.lstm.lstm_gates` and the depth gate
+
+    .. math::
+        d_t = \sigma(g_d + w_{cd} \odot c_{t-1} + w_{ld} \odot c^{l-1}_t)
+
+    Arguments as in :func:`dglstm_step`.
+    """
+    h, c = state
+    _check_lower(c_lower, c)
+    i, f, g, o = lstm_gates(gx, h, weight_hh, bias_hh)
+    d = torch.sigmoid(gd + weight_cd * c + weight_ld * c_lower)
+    return i, f, g, o, d
 
 
 def dglstm_step(
@@ -52,18 +79,11 @@ def dglstm_step(
     tensor (gate order i, f, g, o) or four (N, H) tensors; ``gd`` is
     :math:`g_d = W_{xd} x_t + b_d` (N, H); ``state`` is :math:`(h_{t-1}, c_{t-1})`;
     ``c_lower`` is :math:`c^{l-1}_t`, the lower layer's cell at the same step (N, H).
-    One recurrent matmul per gate. Returns ``(h_t, c_t)``, each (N, H).
+    One recurrent matmul per gate; the gates come from :func:`dglstm_gates`.
+    Returns ``(h_t, c_t)``, each (N, H).
     """
     h, c = state
-    _check_lower(c_lower, c)
-    gx_i, gx_f, gx_g, gx_o = gx.chunk(4, 1) if isinstance(gx, torch.Tensor) else gx
-    w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4, 0)  # each (H, H)
-    b_hi, b_hf, b_hg, b_ho = (None,) * 4 if bias_hh is None else bias_hh.chunk(4, 0)
-    i = torch.sigmoid(gx_i + F.linear(h, w_hi, b_hi))  # (N, H)
-    f = torch.sigmoid(gx_f + F.linear(h, w_hf, b_hf))
-    g = torch.tanh(gx_g + F.linear(h, w_hg, b_hg))
-    o = torch.sigmoid(gx_o + F.linear(h, w_ho, b_ho))
-    d = torch.sigmoid(gd + weight_cd * c + weight_ld * c_lower)
+    i, f, g, o, d = dglstm_gates(gx, gd, state, c_lower, weight_hh, bias_hh, weight_cd, weight_ld)
     c = d * c_lower + f * c + i * g
     h = o * torch.tanh(c)
     return h, c

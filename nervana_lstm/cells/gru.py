@@ -9,7 +9,34 @@ import torch.nn.functional as F
 
 from nervana_lstm.cells.base import STEPS, Cells, ReferenceStack
 
-__all__ = ["GRUReference", "gru_cell", "gru_step"]
+__all__ = ["GRUReference", "gru_cell", "gru_gates", "gru_step"]
+
+
+def gru_gates(
+    gx: torch.Tensor | Sequence[torch.Tensor],
+    h: torch.Tensor,
+    weight_hh: torch.Tensor,
+    bias_hh: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The gates of one GRU step, as :func:`gru_step` computes them: ``(r_t, z_t, n_t)``.
+
+    .. math::
+        \begin{array}{ll}
+        r_t = \sigma(g_{xr} + W_{hr} h_{t-1} + b_{hr}) \\
+        z_t = \sigma(g_{xz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n_t = \tanh(g_{xn} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
+        \end{array}
+
+    ``gx`` as in :func:`gru_step`; ``h`` is :math:`h_{t-1}` (N, H). Each is (N, H): the
+    reset and update gates lie in (0, 1), the candidate ``n_t`` in (-1, 1).
+    """
+    gx_r, gx_z, gx_n = gx.chunk(3, 1) if isinstance(gx, torch.Tensor) else gx
+    w_hr, w_hz, w_hn = weight_hh.chunk(3, 0)  # each (H, H)
+    b_hr, b_hz, b_hn = (None,) * 3 if bias_hh is None else bias_hh.chunk(3, 0)
+    r = torch.sigmoid(gx_r + F.linear(h, w_hr, b_hr))  # (N, H)
+    z = torch.sigmoid(gx_z + F.linear(h, w_hz, b_hz))
+    n = torch.tanh(gx_n + r * F.linear(h, w_hn, b_hn))  # reset after the recurrent matmul
+    return r, z, n
 
 
 def gru_step(
@@ -30,14 +57,9 @@ def gru_step(
 
     ``gx`` is :math:`(g_{xr}|g_{xz}|g_{xn}) = W_{ih} x_t + b_{ih}`, one (N, 3H)
     tensor in gate order r, z, n or three (N, H) tensors; ``h`` is :math:`h_{t-1}`.
-    One recurrent matmul per gate.
+    One recurrent matmul per gate; the gates come from :func:`gru_gates`.
     """
-    gx_r, gx_z, gx_n = gx.chunk(3, 1) if isinstance(gx, torch.Tensor) else gx
-    w_hr, w_hz, w_hn = weight_hh.chunk(3, 0)  # each (H, H)
-    b_hr, b_hz, b_hn = (None,) * 3 if bias_hh is None else bias_hh.chunk(3, 0)
-    r = torch.sigmoid(gx_r + F.linear(h, w_hr, b_hr))  # (N, H)
-    z = torch.sigmoid(gx_z + F.linear(h, w_hz, b_hz))
-    n = torch.tanh(gx_n + r * F.linear(h, w_hn, b_hn))  # reset after the recurrent matmul
+    _, z, n = gru_gates(gx, h, weight_hh, bias_hh)
     return (1 - z) * n + z * h
 
 

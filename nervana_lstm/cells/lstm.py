@@ -10,7 +10,36 @@ import torch.nn.functional as F
 
 from nervana_lstm.cells.base import STEPS, Cells, ReferenceStack
 
-__all__ = ["LSTMReference", "lstm_cell", "lstm_step"]
+__all__ = ["LSTMReference", "lstm_cell", "lstm_gates", "lstm_step"]
+
+
+def lstm_gates(
+    gx: torch.Tensor | Sequence[torch.Tensor],
+    h: torch.Tensor,
+    weight_hh: torch.Tensor,
+    bias_hh: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The gates of one LSTM step, as :func:`lstm_step` computes them: ``(i_t, f_t, g_t, o_t)``.
+
+    .. math::
+        \begin{array}{ll}
+        i_t = \sigma(g_{xi} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t = \sigma(g_{xf} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t = \tanh(g_{xg} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t = \sigma(g_{xo} + W_{ho} h_{t-1} + b_{ho})
+        \end{array}
+
+    ``gx`` as in :func:`lstm_step`; ``h`` is :math:`h_{t-1}` (N, H). Each gate is (N, H):
+    the input, forget and output gates lie in (0, 1), the candidate ``g_t`` in (-1, 1).
+    """
+    gx_i, gx_f, gx_g, gx_o = gx.chunk(4, 1) if isinstance(gx, torch.Tensor) else gx
+    w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4, 0)  # each (H, H)
+    b_hi, b_hf, b_hg, b_ho = (None,) * 4 if bias_hh is None else bias_hh.chunk(4, 0)
+    i = torch.sigmoid(gx_i + F.linear(h, w_hi, b_hi))  # (N, H)
+    f = torch.sigmoid(gx_f + F.linear(h, w_hf, b_hf))
+    g = torch.tanh(gx_g + F.linear(h, w_hg, b_hg))
+    o = torch.sigmoid(gx_o + F.linear(h, w_ho, b_ho))
+    return i, f, g, o
 
 
 def lstm_step(
@@ -33,17 +62,12 @@ def lstm_step(
 
     ``gx`` is :math:`(g_{xi}|g_{xf}|g_{xg}|g_{xo}) = W_{ih} x_t + b_{ih}`, either one
     (N, 4H) tensor in gate order i, f, g, o or four (N, H) tensors; ``state`` is
-    :math:`(h_{t-1}, c_{t-1})`. The recurrent part is one matmul per gate.
+    :math:`(h_{t-1}, c_{t-1})`. The recurrent part is one matmul per gate; the gates
+    come from :func:`lstm_gates`.
     Returns ``(h_t, c_t)``, each (N, H).
     """
     h, c = state
-    gx_i, gx_f, gx_g, gx_o = gx.chunk(4, 1) if isinstance(gx, torch.Tensor) else gx
-    w_hi, w_hf, w_hg, w_ho = weight_hh.chunk(4, 0)  # each (H, H)
-    b_hi, b_hf, b_hg, b_ho = (None,) * 4 if bias_hh is None else bias_hh.chunk(4, 0)
-    i = torch.sigmoid(gx_i + F.linear(h, w_hi, b_hi))  # (N, H)
-    f = torch.sigmoid(gx_f + F.linear(h, w_hf, b_hf))
-    g = torch.tanh(gx_g + F.linear(h, w_hg, b_hg))
-    o = torch.sigmoid(gx_o + F.linear(h, w_ho, b_ho))
+    i, f, g, o = lstm_gates(gx, h, weight_hh, bias_hh)
     c = f * c + i * g
     h = o * torch.tanh(c)
     return h, c

@@ -35,12 +35,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "benchmark fused oneDNN RNN primitives against unfused versions, or a trained model "
         "against its OpenVINO IR (--model)",
     ),
+    "memory": (
+        "memory",
+        "train every kind on a memory task at several lags and compare them with the "
+        "task's baseline",
+    ),
+    "inspect": (
+        "inspect",
+        "trace every gate of a trained LSTM, GRU or DG-LSTM over one sequence and plot it",
+    ),
 }
 
 EXIT_USAGE = 2
 
 #: Commands that run recurrent kernels; they refuse CPUs the kernels do not target.
-COMPUTE_COMMANDS = frozenset({"train", "sample", "export", "infer", "bench"})
+COMPUTE_COMMANDS = frozenset({"train", "sample", "export", "infer", "bench", "memory", "inspect"})
 
 
 class _Parser(argparse.ArgumentParser):
