@@ -102,3 +102,13 @@ def train_quietly(data: dict, out: Path, **kw: object) -> object:
 
     console = Console(file=io.StringIO())
     return run_training(config_from_dict(data), out, console=console, progress=False, **kw)
+
+
+def assert_refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """A usage error as the CLI reports one: exit 2, one stderr line, no traceback, and
+    every fragment in it; returns stderr."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-1000:], proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    for fragment in fragments:
+        assert fragment in proc.stderr, proc.stderr
+    return proc.stderr

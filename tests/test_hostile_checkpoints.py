@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import train_quietly
+from conftest import assert_refused, train_quietly
 
 from nervana_lstm.errors import UsageError
 from nervana_lstm.train.checkpoint import FORMAT, load_checkpoint, save_checkpoint
@@ -86,12 +86,7 @@ def _cli(*args: str, limit: int | None = None) -> subprocess.CompletedProcess[st
     )  # fmt: skip
 
 
-def _refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    for fragment in fragments:
-        assert fragment in proc.stderr, proc.stderr
-    return proc.stderr
+_refused = assert_refused
 
 
 # ------------------------------------------------------------------ zip archives

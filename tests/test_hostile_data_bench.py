@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import assert_refused
 
 from nervana_lstm.choices import BENCH_IMPLS
 from nervana_lstm.data.file_formats import read_sequences
@@ -30,12 +31,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def _refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stdout[-1000:], proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    for fragment in fragments:
-        assert fragment in proc.stderr, proc.stderr
-    return proc.stderr
+_refused = assert_refused
 
 
 # ---------------------------------------------------------------------- data files

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import train_quietly
+from conftest import assert_refused, train_quietly
 
 from nervana_lstm.config import config_from_dict
 from nervana_lstm.errors import UsageError
@@ -55,12 +55,7 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def _refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    for fragment in fragments:
-        assert fragment in proc.stderr, proc.stderr
-    return proc.stderr
+_refused = assert_refused
 
 
 def _tree(path: Path) -> dict[str, bytes | None]:
